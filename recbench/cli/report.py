@@ -1,0 +1,70 @@
+"""`recbench report`: results tree -> leaderboards (Markdown, CSV, LaTeX, HTML, figures)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+DEFAULT_FORMATS = "md,csv,tex,html,png,svg"
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "report",
+        help="turn a results folder into leaderboards (Markdown, CSV, LaTeX, HTML, PNG/SVG)",
+        description=(
+            "Read <results>/<model>/<scheme>/<scenario>.json files and write one leaderboard "
+            "per pipeline and scheme (zero-shot generative, zero-shot discriminative, SFT "
+            "generative, ...): rows are models, columns the ten scenarios plus Overall. "
+            "Published RecBench numbers and a random-scorer row are shown beside your runs."
+        ),
+    )
+    p.add_argument("--results", default="results", metavar="DIR",
+                   help="folder holding the results files (default: results)")
+    p.add_argument("--output", default="leaderboard", metavar="DIR",
+                   help="folder to write the leaderboards to (default: leaderboard)")
+    p.add_argument("--metric", default="gauc",
+                   help="headline metric: gauc (default), auc, mrr, ndcg@1, ndcg@5, ndcg@10, "
+                        "recall@k, hit@k, logloss")
+    p.add_argument("--format", dest="formats", default=DEFAULT_FORMATS, metavar="LIST",
+                   help=f"comma-separated output formats (default: {DEFAULT_FORMATS})")
+    p.add_argument("--no-reference", action="store_true",
+                   help="leave out the published RecBench rows")
+    p.add_argument("--no-random", action="store_true",
+                   help="leave out the random-scorer row")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 1 when a results file was skipped or rows are flagged")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .. import report as rep
+
+    formats = rep._parse_formats(args.formats)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", rep.ResultsWarning)
+        report = rep.build_report(args.results, args.metric, include_reference=not args.no_reference,
+                                  include_random=not args.no_random, all_metrics="html" in formats)
+        out = Path(args.output)
+        written = rep._write(report, out, formats)
+    for w in caught:
+        if issubclass(w.category, rep.ResultsWarning):
+            print(f"recbench: warning: {w.message}", file=sys.stderr)
+        else:  # pragma: no cover - unrelated library warnings
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    print(rep.render_markdown(report, output_dir=out))
+    print(f"Wrote {len(written)} file{'s' if len(written) != 1 else ''}:")
+    for path in written:
+        print(f"  {path}")
+    flagged = sum(1 for t in report.headline for r in t.rows if r.flags)
+    if report.skipped:
+        print(f"{len(report.skipped)} results file(s) skipped (see the warnings above).", file=sys.stderr)
+    if flagged:
+        print(f"{flagged} row(s) flagged for mixed run metadata (see Flags).", file=sys.stderr)
+    if args.strict and (report.skipped or flagged):
+        return 1
+    return 0

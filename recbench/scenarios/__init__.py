@@ -1,0 +1,101 @@
+"""Scenarios: official raw files -> items + test/fine-tuning samples (PROTOCOL §2-§3)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+from ..errors import DataError
+from . import cache as _cache
+from .base import PROTOCOL_VERSION, Event, RawSource, RemoteFile, SamplingPolicy, Scenario, build_scenario
+from .io import BuildReport
+from .registry import BENCHMARK_SCENARIOS, SCENARIOS, get_source, list_scenarios
+
+PathLike = Union[str, os.PathLike]
+
+
+def resolve_raw_dir(name: str, raw_dir: Optional[PathLike]) -> Optional[Path]:
+    """The folder holding a scenario's files.
+
+    raw_dir may be the scenario folder itself or a root holding one folder per scenario
+    (ROOT/mind, ROOT/movielens, ...); without it, $RECBENCH_DATA is used as that root.
+    """
+    if raw_dir is None:
+        env = os.environ.get("RECBENCH_DATA")
+        if not env:
+            return None
+        raw_dir = env
+    root = Path(raw_dir).expanduser()
+    if (root / name).is_dir():
+        return root / name
+    return root
+
+
+def load_scenario(
+    name: str,
+    raw_dir: Optional[PathLike] = None,
+    *,
+    seed: int = 2024,
+    num_test: Optional[int] = None,
+    num_finetune: Optional[int] = None,
+    strict: bool = False,
+    cache_dir: Optional[PathLike] = None,
+    use_cache: bool = True,
+    progress: Optional[Callable[[str], None]] = None,
+    **options,
+) -> Scenario:
+    """Build (or load from cache) a scenario's items, test and fine-tuning samples.
+
+    options are loader-specific (custom scenario: file names and column names).
+    """
+    source_cls = get_source(name)
+    num_test = source_cls.default_num_test if num_test is None else int(num_test)
+    num_finetune = source_cls.default_num_finetune if num_finetune is None else int(num_finetune)
+    if num_test < 0 or num_finetune < 0:
+        raise DataError("num_test and num_finetune must be >= 0")
+    folder = resolve_raw_dir(source_cls.name, raw_dir) if source_cls.needs_raw_dir else None
+    if source_cls.needs_raw_dir:
+        if folder is None:
+            raise DataError(
+                f"{source_cls.name}: no raw data folder given; pass --raw-dir DIR (or raw_dir=...) "
+                f"or set RECBENCH_DATA to a folder holding {source_cls.name}/ with {source_cls.expected_files}"
+            )
+        if not folder.is_dir():
+            raise DataError(f"{source_cls.name}: raw data folder {folder} does not exist")
+    report = BuildReport(strict=strict)
+    source = source_cls(folder, report, **options)
+    files = source.raw_files()
+    key = _cache.cache_key(
+        source_cls.name, source_cls.loader_version, seed, num_test, num_finetune, options,
+        _cache.raw_fingerprint(files),
+    )
+    entry = Path(cache_dir or _cache.default_cache_dir()) / "scenarios" / source_cls.name / key
+    if use_cache:
+        cached = _cache.load(entry)
+        if cached is not None:
+            return cached
+    scenario = build_scenario(source, seed=seed, num_test=num_test, num_finetune=num_finetune, progress=progress)
+    scenario.info["cache_key"] = key
+    scenario.info["raw_files"] = [str(p) for p in files]
+    if use_cache:
+        _cache.save(scenario, entry)
+    return scenario
+
+
+__all__ = [
+    "BENCHMARK_SCENARIOS",
+    "BuildReport",
+    "Event",
+    "PROTOCOL_VERSION",
+    "RawSource",
+    "RemoteFile",
+    "SCENARIOS",
+    "SamplingPolicy",
+    "Scenario",
+    "build_scenario",
+    "get_source",
+    "list_scenarios",
+    "load_scenario",
+    "resolve_raw_dir",
+]
