@@ -481,8 +481,8 @@ def _metadata_flags(recs: List[Dict[str, Any]]) -> Tuple[Dict[str, List[str]], D
             )
             per_row.setdefault((r["label"], v), []).append(r["scenario"])
         for (label, v), scens in per_row.items():
-            other = f"others {_short(ref)}" if ref is not None else "mixed"
-            row_flags.setdefault(label, []).append(f"{name} {_short(v)} ≠ {other} ({', '.join(scens)})")
+            other = f"≠ {_short(ref)} in the rest of the table" if ref is not None else "differs from other rows"
+            row_flags.setdefault(label, []).append(f"{name} {_short(v)} {other} ({', '.join(scens)})")
 
     for fieldname in ("protocol_version", "seed"):
         check(recs, fieldname, "This table")

@@ -375,6 +375,14 @@ footer a { color: var(--accent); }
     parseHash();
     render();
     window.addEventListener("hashchange", function () { parseHash(); render(); });
+    // Test hook: ?click=COL[&click=COL...] clicks that header of the first table, in order.
+    (location.search || "").replace(/^\?/, "").split("&").forEach(function (kv) {
+      var i = kv.indexOf("=");
+      if (i < 0 || kv.slice(0, i) !== "click") return;
+      var col = decodeURIComponent(kv.slice(i + 1));
+      var th = document.querySelector("table.lb thead th[data-col='" + col.replace(/'/g, "") + "']");
+      if (th) th.click();
+    });
   }
   init();
 })();

@@ -111,6 +111,9 @@ def conflicting_tree(tmp_path):
         write_result(root, "gamma", s, value(3, j))
     # beta: one scenario with another seed (and so another fingerprint)
     write_result(root, "beta", "yelp", value(2, 4), seed=7)
+    # another table (discriminative), to check that sorting one table leaves the other alone
+    for j, s in enumerate(TEN):
+        write_result(root, "delta", s, value(4, j), scheme="discriminative")
     # gamma: protocol "0" everywhere; a different template for cds
     for j, s in enumerate(TEN):
         write_result(root, "gamma", s, value(3, j), protocol="0",
@@ -481,6 +484,13 @@ def test_cli_bad_input(tmp_path, capsys, complete_tree):
     empty.mkdir()
     rc = cli(["report", "--results", str(empty), "--output", str(tmp_path / "o")])
     assert rc == 2 and "no results files" in capsys.readouterr().err
+    broken = tmp_path / "broken" / "m" / "generative" / "mind.json"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("")
+    rc = cli(["report", "--results", str(tmp_path / "broken"), "--output", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "warning: skipped results file" in err and "error: no readable results" in err
+    assert err.count("mind.json") == 2  # named in the warning and in the error
     rc = cli(["report", "--results", str(complete_tree), "--output", str(tmp_path / "o"), "--metric", "ndcg"])
     err = capsys.readouterr().err
     assert rc == 2 and "unknown metric 'ndcg'" in err and "ndcg@" in err
@@ -567,9 +577,12 @@ def test_html_sorting_in_chromium(tmp_path, conflicting_tree):
     default.feed(proc.stdout)
     gen = default.tables["zero-shot-generative"]
     labels = [label for label, _ in gen]
-    assert labels[:3] == ["gamma", "beta", "alpha"] or labels.index("gamma") < labels.index("alpha")
+    assert labels == list(leaderboard_tables(conflicting_tree)["zero-shot-generative"].index)
     assert any(l.endswith("(published)") for l in labels) and rep.RANDOM_LABEL in labels
     assert 'data-ready="1"' in proc.stdout
+    for col in ("mind", "yelp"):  # the default order is by Overall, not by these columns
+        vals = [cols.get(col) for _, cols in gen]
+        assert vals != sorted(vals) and vals != sorted(vals, reverse=True)
 
     for direction in ("asc", "desc"):
         parsed = _Rows()
@@ -581,6 +594,19 @@ def test_html_sorting_in_chromium(tmp_path, conflicting_tree):
         assert present == sorted(present, reverse=direction == "desc"), (direction, mind)
         assert len(present) == len(rows)  # every row has mind here
         assert f"sort=mind dir={direction}" in proc.stdout
+
+    # clicking a header sorts (first click: best first; second click: reversed)
+    for clicks, reverse in ((["yelp"], True), (["yelp", "yelp"], False)):
+        parsed = _Rows()
+        query = "?" + "&".join(f"click={c}" for c in clicks)
+        proc = chromium(tmp_path, page.as_uri() + query, "--dump-dom")
+        parsed.feed(proc.stdout)
+        yelp = [cols.get("yelp") for _, cols in parsed.tables["zero-shot-generative"]]
+        assert yelp == sorted(yelp, reverse=reverse), (clicks, yelp)
+        # the other table keeps its default order
+        disc_default = default.tables["zero-shot-discriminative"]
+        assert [l for l, _ in disc_default][0] != "delta"
+        assert parsed.tables["zero-shot-discriminative"] == disc_default
 
     # metric selector via the address: auc has no published rows, mrr no random row
     parsed = _Rows()

@@ -45,17 +45,22 @@ def run(args: argparse.Namespace) -> int:
     from .. import report as rep
 
     formats = rep._parse_formats(args.formats)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", rep.ResultsWarning)
-        report = rep.build_report(args.results, args.metric, include_reference=not args.no_reference,
-                                  include_random=not args.no_random, all_metrics="html" in formats)
-        out = Path(args.output)
-        written = rep._write(report, out, formats)
-    for w in caught:
-        if issubclass(w.category, rep.ResultsWarning):
-            print(f"recbench: warning: {w.message}", file=sys.stderr)
-        else:  # pragma: no cover - unrelated library warnings
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    out = Path(args.output)
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", rep.ResultsWarning)
+            report = rep.build_report(args.results, args.metric,
+                                      include_reference=not args.no_reference,
+                                      include_random=not args.no_random,
+                                      all_metrics="html" in formats)
+            written = rep._write(report, out, formats)
+    finally:  # name skipped files even when nothing could be reported
+        for w in caught:
+            if issubclass(w.category, rep.ResultsWarning):
+                print(f"recbench: warning: {w.message}", file=sys.stderr)
+            else:  # pragma: no cover - unrelated library warnings
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     print(rep.render_markdown(report, output_dir=out))
     print(f"Wrote {len(written)} file{'s' if len(written) != 1 else ''}:")
     for path in written:

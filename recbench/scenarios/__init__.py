@@ -54,7 +54,9 @@ def load_scenario(
     num_finetune = source_cls.default_num_finetune if num_finetune is None else int(num_finetune)
     if num_test < 0 or num_finetune < 0:
         raise DataError("num_test and num_finetune must be >= 0")
-    folder = resolve_raw_dir(source_cls.name, raw_dir) if source_cls.needs_raw_dir else None
+    # Sources that need no folder (custom, demo) still get an explicit raw_dir: custom
+    # resolves relative file paths against it.
+    folder = resolve_raw_dir(source_cls.name, raw_dir) if (source_cls.needs_raw_dir or raw_dir is not None) else None
     if source_cls.needs_raw_dir:
         if folder is None:
             raise DataError(

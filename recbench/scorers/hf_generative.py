@@ -1,0 +1,350 @@
+"""Generative scoring with local Hugging Face models: P(Yes) from next-token logits.
+
+Causal LMs (Llama, Mistral, Qwen, Phi, OPT, GGUF files through transformers) score the token
+after the prompt; BERT-style masked LMs score a [MASK] placed after the answer cue.
+
+Speed: requests are length-sorted and batched; the candidates of one user share the prompt
+up to their candidate text, so that prefix is run once and its KV cache is reused for all of
+them (`prefix_reuse`). Both paths give the same P(Yes) within float error: the prefix path is
+used only when the tokenization of the full prompt starts with the prefix's tokens.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..errors import ModelError
+from ..models import ModelSpec
+from ..prompts import PromptRequest
+from .base import GenerativeScorer
+from .hf_common import (
+    LoadOptions,
+    context_limit,
+    is_oom,
+    load_pretrained,
+    load_tokenizer,
+    model_revision,
+    parse_batch_size,
+    torch_module,
+)
+
+LABEL_VARIANTS = ((" Yes", " No"), ("Yes", "No"), (" YES", " NO"), ("YES", "NO"), (" yes", " no"), ("yes", "no"))
+
+
+@dataclass(frozen=True)
+class LabelTokens:
+    yes_id: int
+    no_id: int
+    yes_text: str
+    no_text: str
+    pieces: int  # 1 when each label is a single token; else the first piece is scored
+
+    def as_dict(self) -> Dict:
+        return {"yes": self.yes_id, "no": self.no_id, "yes_text": self.yes_text, "no_text": self.no_text,
+                "pieces": self.pieces}
+
+
+def derive_label_tokens(tokenizer, prompt: str, masked: bool = False) -> LabelTokens:
+    """The Yes/No token ids for the exact text that follows `prompt` (PROTOCOL §5).
+
+    Tries the variants with and without a leading space, title and upper case, preferring
+    the natural one (a space after ':', none after a newline), and single-token labels.
+    Refuses labels that map to the unknown token or share their first piece."""
+    unk = getattr(tokenizer, "unk_token_id", None)
+    variants = LABEL_VARIANTS
+    if prompt.endswith(("\n", " ")) or masked:
+        variants = tuple(v for v in variants if not v[0].startswith(" ")) + tuple(v for v in variants if v[0].startswith(" "))
+    base = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    found: List[Tuple[int, int, int, str, str]] = []
+    for yes, no in variants:
+        ids = []
+        for word in (yes, no):
+            if masked:
+                cont = tokenizer(word.strip(), add_special_tokens=False)["input_ids"]
+            else:
+                full = tokenizer(prompt + word, add_special_tokens=False)["input_ids"]
+                if full[: len(base)] != base:
+                    cont = tokenizer(word, add_special_tokens=False)["input_ids"]
+                else:
+                    cont = full[len(base):]
+            ids.append(cont)
+        y, n = ids
+        if not y or not n or (unk is not None and (y[0] == unk or n[0] == unk)) or y[0] == n[0]:
+            continue
+        found.append((max(len(y), len(n)), y[0], n[0], yes, no))
+        if len(y) == 1 and len(n) == 1:
+            return LabelTokens(y[0], n[0], yes, no, 1)
+    if found:
+        pieces, y, n, yes, no = found[0]
+        return LabelTokens(y, n, yes, no, pieces)
+    raise ModelError(
+        "the model's tokenizer cannot produce distinct Yes/No label tokens (unknown token or shared first "
+        "piece); it cannot serve the generative scheme, try --scheme discriminative"
+    )
+
+
+class HFGenerativeScorer(GenerativeScorer):
+    backend = "hf"
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        options: Optional[LoadOptions] = None,
+        *,
+        batch_size="auto",
+        chat_template: bool = False,
+        prefix_reuse: bool = True,
+        adapter: Optional[str] = None,
+        model=None,
+        tokenizer=None,
+    ):
+        self.spec = spec
+        self.options = options or LoadOptions()
+        self.torch = torch_module()
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec, self.options)
+        self.masked = spec.kind == "masked"
+        if model is None:
+            from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+            auto = AutoModelForMaskedLM if self.masked else AutoModelForCausalLM
+            try:
+                model, self.device = load_pretrained(auto, spec, self.options)
+            except ValueError as exc:  # e.g. an encoder-only config for a causal LM
+                raise ModelError(f"model '{spec.name}' cannot serve the generative scheme: {exc}") from None
+        else:
+            self.device = str(next(model.parameters()).device)
+        self.model = model
+        self.adapter_info: Optional[Dict] = None
+        if adapter:
+            from ..sft.adapter import apply_adapter
+
+            self.model, self.adapter_info = apply_adapter(self.model, adapter, self)
+        self.chat = bool(chat_template)
+        if self.chat and not getattr(self.tokenizer, "chat_template", None):
+            raise ModelError(f"--chat-template asked for, but model '{spec.name}' has no chat template")
+        self.prefix_reuse = prefix_reuse and not self.masked
+        self.batch_size, self.auto_batch = parse_batch_size(batch_size)
+        if self.auto_batch and str(self.device).startswith("cuda"):
+            self.batch_size = 64
+        self._limit = context_limit(self.model, self.tokenizer, self.options)
+        params = inspect.signature(self.model.forward).parameters
+        self._takes_keep = "logits_to_keep" in params
+        self._takes_pos = "position_ids" in params
+        pad = self.tokenizer.pad_token_id
+        if pad is None:
+            pad = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
+        self.pad_id = int(pad)
+        self.labels = derive_label_tokens(self.tokenizer, self._answer_probe(), masked=self.masked)
+        self._mass_sum = 0.0
+        self._mass_n = 0
+        self._prefix_cache: "OrderedDict[Tuple[int, ...], object]" = OrderedDict()
+
+    @classmethod
+    def from_run(cls, spec: ModelSpec, run) -> "HFGenerativeScorer":
+        return cls(spec, LoadOptions.from_run(run), batch_size=run.batch_size, chat_template=run.chat_template,
+                   prefix_reuse=run.prefix_reuse, adapter=run.adapter)
+
+    # -- description ----------------------------------------------------------------------
+    def identity(self) -> Dict:
+        return {
+            "model": self.spec.name,
+            "model_id": self.spec.model_id if not self.spec.gguf_file else f"{self.spec.name}:{self.spec.gguf_file}",
+            "revision": model_revision(self.model, self.spec),
+            "backend": self.backend,
+            "kind": "masked" if self.masked else "causal",
+            "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
+            "chat_template": self.chat,
+            "labels": self.labels.as_dict(),
+            "adapter": (self.adapter_info or {}).get("hash"),
+        }
+
+    def label_info(self) -> Dict:
+        return self.labels.as_dict()
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    @property
+    def context_budget(self) -> int:
+        # room for the chat wrapper, the [MASK] and special tokens
+        return self._limit - (self._chat_overhead() if self.chat else 0) - 4
+
+    def diagnostics(self) -> Dict:
+        return {"batch_size": self.batch_size, "prefix_reuse": self.prefix_reuse, "device": str(self.device)}
+
+    # -- rendering -----------------------------------------------------------------------
+    def _chat_wrap(self, text: str) -> str:
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+
+    def _chat_overhead(self) -> int:
+        return len(self.tokenizer(self._chat_wrap("x"), add_special_tokens=False)["input_ids"])
+
+    def _answer_probe(self) -> str:
+        probe = self.render(PromptRequest("User behavior sequence:\n(1) A\n", "Candidate item: B\nAnswer (Yes/No):"))
+        return probe.text
+
+    def render(self, request: PromptRequest) -> PromptRequest:
+        if self.masked:
+            mask = self.tokenizer.mask_token
+            if mask is None:
+                raise ModelError(f"model '{self.spec.name}' is a masked LM without a mask token")
+            return PromptRequest(request.prefix, request.suffix + " " + mask)
+        if not self.chat:
+            return request
+        full = self._chat_wrap(request.prefix + request.suffix)
+        cut = full.find(request.prefix)
+        if cut < 0:
+            return PromptRequest("", full)
+        return PromptRequest(full[: cut + len(request.prefix)], full[cut + len(request.prefix):])
+
+    # -- scoring -------------------------------------------------------------------------
+    def _encode(self, text: str) -> List[int]:
+        # chat templates carry their own special tokens
+        return self.tokenizer(text, add_special_tokens=not self.chat)["input_ids"]
+
+    def score_detailed(self, requests: Sequence[PromptRequest]) -> Tuple[List[float], List[Dict]]:
+        rendered = [self.render(r) for r in requests]
+        full_ids = [self._encode(r.text) for r in rendered]
+        too_long = [i for i, ids in enumerate(full_ids) if len(ids) > self._limit]
+        if too_long:
+            raise ModelError(
+                f"a prompt of {len(full_ids[too_long[0]])} tokens exceeds the model's context of {self._limit}; "
+                "this is a truncation bug, please report it"
+            )
+        out: List[Optional[Tuple[float, float]]] = [None] * len(requests)
+        plain: List[int] = []
+        if self.prefix_reuse:
+            groups: "OrderedDict[str, List[int]]" = OrderedDict()
+            for i, r in enumerate(rendered):
+                groups.setdefault(r.prefix, []).append(i)
+            for prefix, idx in groups.items():
+                if len(idx) < 2 or not prefix:
+                    plain.extend(idx)
+                    continue
+                prefix_ids = self._encode(prefix)
+                ok = [i for i in idx if full_ids[i][: len(prefix_ids)] == prefix_ids and len(full_ids[i]) > len(prefix_ids)]
+                plain.extend(i for i in idx if i not in set(ok))
+                if ok:
+                    suffixes = [full_ids[i][len(prefix_ids):] for i in ok]
+                    for i, res in zip(ok, self._run(self._score_suffixes, prefix_ids, suffixes)):
+                        out[i] = res
+        else:
+            plain = list(range(len(requests)))
+        if plain:
+            order = sorted(plain, key=lambda i: len(full_ids[i]))  # length-sorted batches
+            for i, res in zip(order, self._run(self._score_full, None, [full_ids[i] for i in order])):
+                out[i] = res
+        scores, extras = [], []
+        for p_yes, mass in out:  # type: ignore[misc]
+            scores.append(p_yes)
+            extras.append({"mass": mass})
+            self._mass_sum += mass
+            self._mass_n += 1
+        return scores, extras
+
+    def _run(self, fn, prefix_ids, seqs: List[List[int]]) -> List[Tuple[float, float]]:
+        """Batches of `seqs` through fn, halving the batch on out-of-memory when auto."""
+        results: List[Tuple[float, float]] = []
+        start = 0
+        while start < len(seqs):
+            batch = seqs[start : start + self.batch_size]
+            try:
+                results.extend(fn(prefix_ids, batch))
+            except (RuntimeError, MemoryError) as exc:
+                if not is_oom(exc):
+                    raise
+                if self.torch.cuda.is_available():
+                    self.torch.cuda.empty_cache()
+                if not self.auto_batch or self.batch_size == 1:
+                    raise ModelError(
+                        f"out of memory at batch size {self.batch_size}; use a smaller --batch-size, "
+                        "a shorter --max-length or --quantization 4bit"
+                    ) from None
+                self.batch_size = max(1, self.batch_size // 2)
+                continue
+            start += len(batch)
+        return results
+
+    def _two_way(self, logits) -> List[Tuple[float, float]]:
+        """P(Yes) over the two label logits, and P(Yes)+P(No) over the whole vocabulary."""
+        torch = self.torch
+        logits = logits.float()
+        pair = torch.stack([logits[:, self.labels.yes_id], logits[:, self.labels.no_id]], dim=1)
+        p_yes = torch.softmax(pair, dim=1)[:, 0]
+        mass = torch.logsumexp(pair, dim=1) - torch.logsumexp(logits, dim=1)
+        return [(float(p), float(math.exp(m))) for p, m in zip(p_yes.tolist(), mass.tolist())]
+
+    def _score_full(self, _prefix, batch: List[List[int]]) -> List[Tuple[float, float]]:
+        torch = self.torch
+        width = max(len(s) for s in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for r, seq in enumerate(batch):
+            ids[r, width - len(seq):] = torch.tensor(seq)  # left padding: the answer is the last column
+            mask[r, width - len(seq):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        kwargs = {"input_ids": ids, "attention_mask": mask}
+        if self.masked:
+            with torch.inference_mode():
+                logits = self.model(**kwargs).logits
+            rows = torch.arange(len(batch), device=logits.device)
+            mask_pos = (ids == self.tokenizer.mask_token_id).int().argmax(dim=1)
+            return self._two_way(logits[rows, mask_pos])
+        if self._takes_pos:
+            kwargs["position_ids"] = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        if self._takes_keep:
+            kwargs["logits_to_keep"] = 1
+        with torch.inference_mode():
+            logits = self.model(**kwargs, use_cache=False).logits
+        return self._two_way(logits[:, -1, :])
+
+    def _prefix_state(self, prefix_ids: List[int]):
+        key = tuple(prefix_ids)
+        if key in self._prefix_cache:
+            self._prefix_cache.move_to_end(key)
+            return self._prefix_cache[key]
+        torch = self.torch
+        ids = torch.tensor([prefix_ids], device=self.device)
+        with torch.inference_mode():
+            past = self.model(input_ids=ids, use_cache=True).past_key_values
+        self._prefix_cache[key] = past
+        while len(self._prefix_cache) > 2:
+            self._prefix_cache.popitem(last=False)
+        return past
+
+    def _score_suffixes(self, prefix_ids: List[int], batch: List[List[int]]) -> List[Tuple[float, float]]:
+        torch = self.torch
+        past = copy.deepcopy(self._prefix_state(prefix_ids))
+        if len(batch) > 1:
+            past.batch_repeat_interleave(len(batch))
+        plen = len(prefix_ids)
+        width = max(len(s) for s in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        smask = torch.zeros((len(batch), width), dtype=torch.long)
+        for r, seq in enumerate(batch):
+            ids[r, width - len(seq):] = torch.tensor(seq)
+            smask[r, width - len(seq):] = 1
+        mask = torch.cat([torch.ones((len(batch), plen), dtype=torch.long), smask], dim=1)
+        pos = plen + (smask.cumsum(dim=1) - 1).clamp(min=0)
+        kwargs = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device),
+                  "past_key_values": past, "use_cache": True}
+        if self._takes_pos:
+            kwargs["position_ids"] = pos.to(self.device)
+        if self._takes_keep:
+            kwargs["logits_to_keep"] = 1
+        with torch.inference_mode():
+            logits = self.model(**kwargs).logits
+        return self._two_way(logits[:, -1, :])
+
+    def mean_label_mass(self) -> Optional[float]:
+        return self._mass_sum / self._mass_n if self._mass_n else None
+
+    def close(self) -> None:
+        self._prefix_cache.clear()
+        self.model = None
