@@ -107,7 +107,7 @@ def resolve_model(name: str, revision: Optional[str] = None) -> ModelSpec:
             if len(ggufs) == 1:
                 return ModelSpec(name, "hf", str(path.resolve()), kind="causal", gguf_file=ggufs[0].name)
             raise ConfigError(f"{path} holds no config.json (nor one .gguf file); is it a model folder?")
-        kind = "sentence-transformers" if (path / "modules.json").is_file() else None
+        kind = "sentence-transformers" if (path / "modules.json").is_file() else _detect_kind(path)
         return ModelSpec(name, "hf", str(path.resolve()), kind=kind, revision=revision)
     if "/" in name and not name.startswith((".", "/")) and name.count("/") == 1:
         return ModelSpec(name, "hf", name, revision=revision)  # a Hugging Face hub id
@@ -115,6 +115,24 @@ def resolve_model(name: str, revision: Optional[str] = None) -> ModelSpec:
         f"unknown model '{name}'" + suggest(key, ALIASES)
         + "; use an alias (`recbench models`), a Hugging Face id (org/name), a local folder, a .gguf file or openai:<model>"
     )
+
+
+def _detect_kind(folder: Path) -> Optional[str]:
+    """causal / masked / encoder from a local config.json's architectures, else None."""
+    import json
+
+    try:
+        archs = json.loads((folder / "config.json").read_text()).get("architectures") or []
+    except (OSError, ValueError):
+        return None
+    names = " ".join(archs)
+    if "ForCausalLM" in names or "LMHeadModel" in names:
+        return "causal"
+    if "ForMaskedLM" in names or "ForPreTraining" in names:
+        return "masked"
+    if archs:
+        return "encoder"
+    return None
 
 
 def check_scheme(spec: ModelSpec, scheme: str) -> None:

@@ -105,8 +105,8 @@ def _fill(part: str, **values: str) -> str:
 def shorten(text: str, ratio: float = 0.7) -> str:
     """Cut a text to `ratio` of its length at a word boundary, marking the cut."""
     keep = max(MIN_TEXT_CHARS, int(len(text) * ratio))
-    if keep >= len(text):
-        return text
+    if keep >= len(text) - 1:
+        return text  # nothing meaningful left to cut: callers treat this as "cannot shorten"
     cut = text[:keep].rsplit(" ", 1)[0] if " " in text[:keep] else text[:keep]
     return cut.rstrip() + "…"
 
@@ -176,12 +176,13 @@ class PromptBuilder:
                 cut = True
             else:
                 longest = max(range(len(hist)), key=lambda k: len(hist[k])) if hist else None
-                if longest is None or len(hist[longest]) <= MIN_TEXT_CHARS:
+                cut_text = shorten(hist[longest]) if longest is not None else None
+                if cut_text is None or cut_text == hist[longest]:
                     raise ModelError(
                         f"the model's context ({self.budget} tokens) is too small for the prompt with even "
                         "one history item; use a model with a longer context or a shorter template"
                     )
-                hist[longest] = shorten(hist[longest])
+                hist[longest] = cut_text
                 shortened = True
             head = self._head(hist)
         return head, cut, shortened
@@ -194,8 +195,11 @@ class PromptBuilder:
         for cand in candidates:
             suffix = self._suffix(cand)
             n = self.count_tokens(suffix)
-            while n > half and len(cand) > MIN_TEXT_CHARS:
-                cand = shorten(cand)
+            while n > half:
+                shorter = shorten(cand)
+                if shorter == cand:
+                    break  # the history fit below reports a context that is too small
+                cand = shorter
                 suffix = self._suffix(cand)
                 n = self.count_tokens(suffix)
                 self.stats.candidates_shortened += 1

@@ -25,3 +25,12 @@ def _private_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture
 def fixtures() -> Path:
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Tiny random llama / opt / bert folders (built once per session, no downloads)."""
+    from recbench.testing import build_tiny_model
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {arch: build_tiny_model(root / arch, arch=arch) for arch in ("llama", "opt", "bert")}

@@ -93,8 +93,18 @@ def _has_safetensors(spec: ModelSpec) -> Optional[bool]:
     return None  # hub: transformers prefers safetensors when available
 
 
-def load_tokenizer(spec: ModelSpec, opts: LoadOptions):
+def quiet_transformers() -> None:
+    """recbench shows its own progress; transformers' loading bars and length warnings
+    (recbench truncates prompts itself) would only clutter stderr."""
     require("transformers", "hf", "local models")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def load_tokenizer(spec: ModelSpec, opts: LoadOptions):
+    quiet_transformers()
     from transformers import AutoTokenizer
 
     kw = {"trust_remote_code": opts.trust_remote_code}

@@ -286,8 +286,12 @@ class HFGenerativeScorer(GenerativeScorer):
         ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for r, seq in enumerate(batch):
-            ids[r, width - len(seq):] = torch.tensor(seq)  # left padding: the answer is the last column
-            mask[r, width - len(seq):] = 1
+            if self.masked:  # right padding: BERT-style absolute positions start at 0
+                ids[r, : len(seq)] = torch.tensor(seq)
+                mask[r, : len(seq)] = 1
+            else:  # left padding: the answer is the last column (positions passed explicitly)
+                ids[r, width - len(seq):] = torch.tensor(seq)
+                mask[r, width - len(seq):] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         kwargs = {"input_ids": ids, "attention_mask": mask}
         if self.masked:

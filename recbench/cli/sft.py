@@ -1,0 +1,112 @@
+"""`recbench sft`: LoRA fine-tuning on the scenarios' fine-tuning sets (PROTOCOL §7).
+
+The options come from the SFTConfig fields (one list, in recbench/sft/config.py) plus the
+model-loading options shared with `zero-shot`. Multi-GPU: `accelerate launch -m recbench sft ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+EPILOG = """examples:
+  recbench sft --model opt-large --train mind,goodreads --valid mind
+  recbench sft --model smollm2-135m --train demo --max-length 128 --epochs 1
+  accelerate launch --num_processes 4 -m recbench sft --model llama-3 --train mind --quantization 4bit
+then evaluate the adapter with the zero-shot machinery:
+  recbench zero-shot --model opt-large --scenario mind --adapter results/adapters/<name>
+"""
+
+
+def register(sub) -> None:
+    from ..sft.config import cli_fields
+    from .zero_shot import add_model_options
+
+    p = sub.add_parser(
+        "sft",
+        help="fine-tune a model with LoRA on scenarios' fine-tuning sets",
+        description="Supervised fine-tuning with LoRA (PROTOCOL §7): train on the fine-tuning sets of --train "
+        "scenarios (joined), validate on the valid users of --valid scenarios (gauc, averaged), keep the best "
+        "adapter in <output>/adapters/<model>-<scheme>-<confighash>/ (peft format + recbench_sft.json). "
+        "Rerunning a finished config reports it; an interrupted one resumes from its last checkpoint.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_model_options(p)
+    p.add_argument("--train", required=True, help="training scenarios, comma-separated (e.g. mind,goodreads)")
+    p.add_argument("--valid", help="validation scenarios (default: the training ones)")
+    groups = {
+        "data": ("scheme", "output_dir", "raw_dir", "data_seed", "num_finetune", "max_train_samples",
+                 "max_valid_samples", "template", "chat_template", "strict"),
+        "LoRA": ("lora_r", "lora_alpha", "lora_dropout", "target_modules", "lora_layers"),
+    }
+    g_data = p.add_argument_group("data and prompts")
+    g_lora = p.add_argument_group("LoRA")
+    g_opt = p.add_argument_group("training")
+    for f in cli_fields():
+        meta = f.metadata
+        group = g_data if f.name in groups["data"] else g_lora if f.name in groups["LoRA"] else g_opt
+        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+        kw = {"dest": f.name, "help": meta["help"]}
+        if isinstance(f.default, bool):
+            kw["action"] = "store_true"
+        else:
+            kw["default"] = f.default
+            if meta.get("type") is not None:
+                kw["type"] = meta["type"]
+            if meta.get("choices"):
+                kw["choices"] = list(meta["choices"])
+            if meta.get("metavar"):
+                kw["metavar"] = meta["metavar"]
+        group.add_argument(flag, **kw)
+    g_opt.add_argument("--no-resume", action="store_true", help="discard an interrupted run of this config")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args):
+    """argparse namespace -> SFTConfig."""
+    from ..sft.config import SFTConfig, cli_fields
+
+    values = {f.name: getattr(args, f.name) for f in cli_fields()}
+    return SFTConfig(
+        model=args.model, train=args.train, valid=args.valid, batch_size=args.batch_size,
+        max_length=args.max_length, quantization=args.quantization, dtype=args.dtype, device=args.device,
+        device_map=args.device_map, trust_remote_code=args.trust_remote_code, revision=args.revision,
+        resume=not args.no_resume, progress=not args.quiet, **values,
+    )
+
+
+def run(args) -> int:
+    from ..sft.train import finetune
+
+    cfg = config_from_args(args)
+    result = finetune(cfg, progress=cfg.progress)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, default=str))
+        return 0
+    status = "found (this config was trained before; --overwrite retrains)" if result.reused else "trained"
+    print(f"adapter: {result.adapter_path}  [{status}]")
+
+    def fmt(v):
+        return "n/a" if v is None else f"{v:.4f}"
+
+    print(f"valid gauc: untuned {fmt(result.zero_shot_valid_gauc)} -> tuned {fmt(result.best_valid_gauc)} "
+          f"(best at step {result.best_step}; stopped: {result.stopped})")
+    if result.train_samples_per_s:
+        print(f"training speed: {result.train_samples_per_s:.2f} samples/s")
+    meta_cmd = None
+    try:
+        from pathlib import Path
+
+        from ..sft.adapter import META_FILE
+
+        meta_cmd = json.loads((Path(result.adapter_path) / META_FILE).read_text(encoding="utf-8")).get("evaluate_with")
+    except (OSError, ValueError):
+        pass
+    if meta_cmd:
+        print(f"evaluate: {meta_cmd}")
+    sys.stdout.flush()
+    return 0

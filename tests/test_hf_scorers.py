@@ -1,0 +1,151 @@
+"""Local HF scorers on tiny random models: label tokens, batching, prefix reuse, pooling."""
+
+import numpy as np
+import pytest
+
+from recbench.errors import ConfigError, ModelError
+from recbench.models import resolve_model
+from recbench.prompts import PromptBuilder, PromptRequest, Template
+from recbench.scorers.hf_common import LoadOptions
+from recbench.scorers.hf_embedding import HFEmbeddingScorer
+from recbench.scorers.hf_generative import HFGenerativeScorer, derive_label_tokens
+
+HISTORIES = [
+    ["The Shining (1980) horror movie", "Master of Puppets (Metallica) heavy metal album", "Civilization strategy game"],
+    ["The Hobbit (J. R. R. Tolkien) fantasy book"],
+]
+CANDIDATES = [["Heat (1995)", "The Hobbit", "a much longer candidate title about news", "x"], ["Alien (1979)", "Yes"]]
+
+
+def requests_for(scorer):
+    b = PromptBuilder(Template.load("generative"), "item", scorer.count_tokens, scorer.context_budget)
+    reqs = []
+    for h, c in zip(HISTORIES, CANDIDATES):
+        reqs += b.user_prompts(h, c)
+    return reqs
+
+
+@pytest.mark.parametrize("arch", ["llama", "opt"])
+def test_prefix_reuse_and_batching_equal_the_plain_single_path(tiny_models, arch):
+    spec = resolve_model(str(tiny_models[arch]))
+    scorer = HFGenerativeScorer(spec, batch_size=3)
+    reqs = requests_for(scorer)
+    reused = np.array(scorer.score(reqs))
+    scorer.prefix_reuse = False
+    batched = np.array(scorer.score(reqs))
+    scorer.batch_size = 1
+    single = np.array(scorer.score(reqs))
+    assert np.all((reused > 0) & (reused < 1))
+    assert np.abs(reused - single).max() < 1e-4
+    assert np.abs(batched - single).max() < 1e-4
+    assert len(set(np.round(single, 6))) > 1  # not a constant
+
+
+def test_p_yes_is_softmax_of_the_two_label_logits(tiny_models):
+    import torch
+
+    scorer = HFGenerativeScorer(resolve_model(str(tiny_models["llama"])), batch_size=1)
+    req = requests_for(scorer)[0]
+    ids = torch.tensor([scorer._encode(req.text)])
+    with torch.no_grad():
+        logits = scorer.model(input_ids=ids).logits[0, -1]
+    y, n = logits[scorer.labels.yes_id].item(), logits[scorer.labels.no_id].item()
+    expected = np.exp(y) / (np.exp(y) + np.exp(n))
+    scores, extras = scorer.score_detailed([req])
+    assert scores[0] == pytest.approx(expected, abs=1e-6)
+    full = torch.softmax(logits, dim=0)
+    assert extras[0]["mass"] == pytest.approx((full[scorer.labels.yes_id] + full[scorer.labels.no_id]).item(), rel=1e-4)
+
+
+def test_label_tokens_follow_the_prompt_text(tiny_models):
+    scorer = HFGenerativeScorer(resolve_model(str(tiny_models["llama"])))
+    tok = scorer.tokenizer
+    labels = derive_label_tokens(tok, "Answer (Yes/No):")
+    assert labels.yes_text == " Yes" and labels.no_text == " No"
+    assert tok.decode([labels.yes_id]).strip() == "Yes" and tok.decode([labels.no_id]).strip() == "No"
+    after_newline = derive_label_tokens(tok, "assistant\n")
+    assert not after_newline.yes_text.startswith(" ")
+    assert scorer.identity()["labels"]["yes"] == scorer.labels.yes_id
+
+
+def test_label_tokens_refused_when_unknown():
+    class UnkTokenizer:
+        unk_token_id = 0
+
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": [0] * max(1, len(text.split()))}
+
+    with pytest.raises(ModelError, match="Yes/No"):
+        derive_label_tokens(UnkTokenizer(), "Answer:")
+
+
+def test_chat_template_wraps_prompt_and_keeps_the_split(tiny_models):
+    scorer = HFGenerativeScorer(resolve_model(str(tiny_models["llama"])), chat_template=True, batch_size=4)
+    reqs = requests_for(scorer)
+    rendered = scorer.render(reqs[0])
+    assert rendered.text.startswith("<|endoftext|>user\n") and rendered.text.endswith("assistant\n")
+    assert rendered.prefix.endswith(reqs[0].prefix)
+    assert scorer.labels.yes_text == "Yes"  # no leading space after the assistant header
+    a = np.array(scorer.score(reqs))
+    scorer.prefix_reuse = False
+    assert np.abs(a - np.array(scorer.score(reqs))).max() < 1e-4
+    assert scorer.identity()["chat_template"] is True
+
+
+def test_masked_lm_scores_at_the_mask(tiny_models):
+    spec = resolve_model(str(tiny_models["bert"]))
+    assert spec.kind == "masked"
+    scorer = HFGenerativeScorer(spec, batch_size=2)
+    reqs = requests_for(scorer)
+    assert scorer.render(reqs[0]).text.endswith("[MASK]")
+    a = np.array(scorer.score(reqs))
+    scorer.batch_size = 1
+    assert np.abs(a - np.array(scorer.score(reqs))).max() < 1e-4
+    assert scorer.labels.yes_text.strip().lower() == "yes"
+
+
+def test_context_budget_respects_max_length(tiny_models):
+    scorer = HFGenerativeScorer(resolve_model(str(tiny_models["llama"])), LoadOptions(max_length=110))
+    assert scorer.context_budget <= 110
+    for r in requests_for(scorer):
+        assert len(scorer._encode(r.text)) <= 110
+
+
+def test_bad_batch_size_and_device(tiny_models):
+    spec = resolve_model(str(tiny_models["llama"]))
+    with pytest.raises(ConfigError, match="batch-size"):
+        HFGenerativeScorer(spec, batch_size="lots")
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA"):
+            HFGenerativeScorer(spec, LoadOptions(device="cuda"))
+
+
+def test_out_of_memory_halves_the_auto_batch(tiny_models, monkeypatch):
+    scorer = HFGenerativeScorer(resolve_model(str(tiny_models["llama"])), batch_size="auto")
+    scorer.prefix_reuse = False
+    real = scorer._score_full
+    seen = []
+
+    def flaky(prefix, batch):
+        seen.append(len(batch))
+        if len(batch) > 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate")
+        return real(prefix, batch)
+
+    monkeypatch.setattr(scorer, "_score_full", flaky)
+    scores = scorer.score(requests_for(scorer))
+    assert len(scores) == 6 and scorer.batch_size <= 2 and seen[0] > 2
+
+
+@pytest.mark.parametrize("arch,pooling", [("bert", "mean"), ("llama", "last")])
+def test_embedding_pooling_is_padding_invariant(tiny_models, arch, pooling):
+    spec = resolve_model(str(tiny_models[arch]))
+    scorer = HFEmbeddingScorer(spec, batch_size=3)
+    assert scorer.pooling == pooling
+    texts = ["short", "a somewhat longer text about a movie", "Civilization strategy game", "x y"]
+    together = scorer.embed(texts, "item")
+    alone = np.concatenate([scorer.embed([t], "item") for t in texts])
+    assert together.shape == (4, 32)
+    assert np.abs(together - alone).max() < 1e-4
