@@ -18,7 +18,7 @@ class RunConfig:
     output_dir: str = "results"
     log_samples: bool = False
     template: Optional[str] = None  # template id or path to a .txt file
-    chat_template: bool = False
+    chat_template: Optional[bool] = None  # None: the model alias default (on for smollm2-135m)
     batch_size: Union[int, str] = "auto"
     prefix_reuse: bool = True
     similarity: str = "cosine"  # cosine | dot (discriminative)

@@ -110,6 +110,8 @@ class RecBench:
         self.scenarios = parse_scenarios(scenarios, self.config.raw_dir)
         self.spec: ModelSpec = resolve_model(model, revision=self.config.revision)
         check_scheme(self.spec, scheme)
+        if self.config.chat_template is None:
+            self.config.chat_template = self.spec.chat_default and scheme == "generative"
         self.template = Template.load(scheme, self.config.template)
         self.runs: List[ScenarioRun] = []
 
@@ -161,7 +163,13 @@ class RecBench:
 
     @property
     def model_slug(self) -> str:
+        """The results folder name: the model plus every setting that makes it a variant
+        (so a chat-template or other-template run never overwrites the default run)."""
         slug = self.spec.slug
+        if self.config.scheme == "generative" and self.config.chat_template != self.spec.chat_default:
+            slug += "+chat" if self.config.chat_template else "+nochat"
+        if self.template.id != "default":
+            slug += f"+tpl-{self.template.id}"
         if self.config.adapter:
             from .sft.adapter import adapter_hash
 

