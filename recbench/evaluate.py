@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -25,7 +25,7 @@ from .metrics import compute_metrics
 from .models import ModelSpec, check_scheme, resolve_model
 from .prompts import PromptBuilder, PromptRequest, Template
 from .results import package_versions, results_path, utc_now, write_results, atomic_write_lines
-from .scenarios import BENCHMARK_SCENARIOS, PROTOCOL_VERSION, Scenario, list_scenarios, load_scenario, resolve_raw_dir
+from .scenarios import BENCHMARK_SCENARIOS, PROTOCOL_VERSION, Scenario, list_scenarios, load_scenario
 
 CHUNK_USERS = 8  # users per scoring call: small enough to checkpoint often
 TABLE_COLUMNS = ["scenario", "model", "scheme", "n", "auc", "gauc", "mrr", "ndcg@1", "ndcg@5", "ndcg@10"]

@@ -23,6 +23,7 @@ from typing import ClassVar, Dict, Iterator, List, Optional, Tuple
 
 from .base import Event, RawSource, RemoteFile, SamplingPolicy
 from .io import BuildReport, check_json_format, iter_jsonl, iter_lines
+from .reviews import ReviewFields, review_events
 
 AMAZON_2018 = "https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_v2/"
 _HTML_TAG = re.compile(r"<\s*/?\s*[A-Za-z!][^>]*>")
@@ -146,24 +147,17 @@ class AmazonSource(RawSource):
         release, reviews, _ = self._layout()
         ucol, icol, rcol, tcol, scale, _ = _FIELDS[release]
         expected = f"a review object with '{ucol}', '{icol}', '{rcol}', '{tcol}'"
-        for lineno, r in self._rows(reviews, expected):
-            user, item = r.get(ucol), r.get(icol)
-            if release == "2023" and not item:
-                item = r.get("asin")
-            if not isinstance(user, str) or not isinstance(item, str) or not user or not item:
-                self.report.skip("missing user or item id", f"{reviews.name}:{lineno}")
-                continue
+        items_keys = (icol, "asin") if release == "2023" else (icol,)
+        fields = ReviewFields(user=ucol, item=items_keys, rating=rcol, time=tcol)
+
+        def seconds(value) -> Optional[float]:
             try:
-                rating = float(r[rcol])
-                ts = float(r[tcol]) * scale
-            except (KeyError, TypeError, ValueError):
-                self.report.skip("missing or non-numeric rating or time", f"{reviews.name}:{lineno}")
-                continue
-            label = amazon_label(rating)
-            if label is None:
-                self.report.drop("rating of exactly 3")
-                continue
-            yield Event(user.strip(), item.strip(), ts, label)
+                return float(value) * scale
+            except (TypeError, ValueError):
+                return None
+
+        yield from review_events(self._rows(reviews, expected), self.report, reviews.name, fields, seconds,
+                                 label_of=amazon_label)
 
 
 class CdsSource(AmazonSource):

@@ -19,8 +19,7 @@ from urllib.parse import unquote
 
 from .base import Event, RawSource, SamplingPolicy
 from .io import BuildReport, check_json_format, iter_jsonl, iter_lines
-from .movielens import rating_label
-from .yelp import parse_time
+from .reviews import ReviewFields, parse_time, review_events
 
 FILE = "HotelRec.txt"
 # hotel_url is the first key of every line: read it without parsing the review text.
@@ -92,22 +91,5 @@ class HotelRecSource(RawSource):
 
     def iter_events(self, items: Dict[str, str]) -> Iterator[Event]:
         path = self._file()
-        for lineno, r in iter_jsonl(path, self.report):
-            user, url = r.get("author"), r.get("hotel_url")
-            if not isinstance(user, str) or not isinstance(url, str) or not user.strip() or not url:
-                self.report.skip("missing author or hotel_url", f"{path.name}:{lineno}")
-                continue
-            try:
-                rating = float(r["rating"])
-            except (KeyError, TypeError, ValueError):
-                self.report.skip("missing or non-numeric rating", f"{path.name}:{lineno}")
-                continue
-            ts = parse_time(r.get("date"))
-            if ts is None:
-                self.report.skip("bad date", f"{path.name}:{lineno}", repr(r.get("date"))[:40])
-                continue
-            label = rating_label(rating)
-            if label is None:
-                self.report.drop("rating of exactly 3")
-                continue
-            yield Event(user.strip(), url, ts, label)
+        fields = ReviewFields(user="author", item=("hotel_url",), rating="rating", time="date")
+        yield from review_events(iter_jsonl(path, self.report), self.report, path.name, fields, parse_time)

@@ -119,7 +119,6 @@ def iter_jsonl(path: Path, report: BuildReport, literal: bool = False) -> Iterat
 
 def check_json_format(path: Path, report: BuildReport, expected: str, literal: bool = False) -> None:
     """Fail early with file/line when the first non-blank line is not a JSON object at all."""
-    name = Path(path).name
     probe = BuildReport()
     for lineno, text in iter_lines(path, probe):
         try:

@@ -11,17 +11,9 @@ from typing import Dict, Iterator, List
 
 from .base import Event, RawSource, RemoteFile
 from .io import iter_delimited
+from .reviews import rating_label
 
 GROUPLENS = "https://files.grouplens.org/datasets/movielens/"
-
-
-def rating_label(rating: float):
-    """1 above 3, 0 below 3, None for exactly 3 (dropped by the protocol)."""
-    if rating > 3:
-        return 1
-    if rating < 3:
-        return 0
-    return None
 
 
 class MovieLensSource(RawSource):

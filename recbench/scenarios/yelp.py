@@ -9,31 +9,15 @@ Item text: the business name.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List
 
 from .base import Event, RawSource, SamplingPolicy
 from .io import check_json_format, iter_jsonl
-from .movielens import rating_label
+from .reviews import ReviewFields, parse_time, review_events
 
 REVIEWS = "yelp_academic_dataset_review.json"
 BUSINESSES = "yelp_academic_dataset_business.json"
-_EPOCH = datetime(1970, 1, 1)
-_EPOCH_UTC = _EPOCH.replace(tzinfo=timezone.utc)
-
-
-def parse_time(value) -> Optional[float]:
-    """Seconds since the epoch (UTC) of an ISO date such as "2016-03-09 00:00:00"."""
-    if not isinstance(value, str):
-        return None
-    try:
-        d = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    return (d - (_EPOCH if d.tzinfo is None else _EPOCH_UTC)).total_seconds()  # naive = UTC
-
-
 class YelpSource(RawSource):
     name = "yelp"
     domain = "restaurants"
@@ -74,22 +58,5 @@ class YelpSource(RawSource):
 
     def iter_events(self, items: Dict[str, str]) -> Iterator[Event]:
         _, reviews = self._files()
-        for lineno, r in iter_jsonl(reviews, self.report):
-            user, bid = r.get("user_id"), r.get("business_id")
-            if not isinstance(user, str) or not isinstance(bid, str) or not user or not bid:
-                self.report.skip("missing user or business id", f"{reviews.name}:{lineno}")
-                continue
-            try:
-                stars = float(r["stars"])
-            except (KeyError, TypeError, ValueError):
-                self.report.skip("missing or non-numeric stars", f"{reviews.name}:{lineno}")
-                continue
-            ts = parse_time(r.get("date"))
-            if ts is None:
-                self.report.skip("bad date", f"{reviews.name}:{lineno}", repr(r.get("date"))[:40])
-                continue
-            label = rating_label(stars)
-            if label is None:
-                self.report.drop("rating of exactly 3")
-                continue
-            yield Event(user.strip(), bid.strip(), ts, label)
+        fields = ReviewFields(user="user_id", item=("business_id",), rating="stars", time="date")
+        yield from review_events(iter_jsonl(reviews, self.report), self.report, reviews.name, fields, parse_time)
