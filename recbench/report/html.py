@@ -1,10 +1,11 @@
 """The self-contained HTML leaderboard page (inline CSS and JS, no network).
 
-``render_html(payload)`` embeds the payload built by :mod:`recbench.report` (every metric's
-tables as JSON) and a small script that renders them: a metric selector, sortable columns
-(click a header; the state lives in the URL hash, e.g. ``#metric=auc&sort=mind&dir=desc``,
-optionally ``&table=zero-shot-generative``), best per column highlighted, incomplete rows
-marked with a dagger, metadata flags, and links to each row's results files.
+``render_html(payload)`` embeds the payload built by :mod:`recbench.report.formats` (every
+metric's tables as JSON) and a small script that renders them: a metric selector, sortable
+columns (click a header; the state lives in the URL hash, e.g.
+``#metric=auc&sort=mind&dir=desc``, optionally ``&table=zero-shot-generative``), best per
+column highlighted, incomplete rows marked with a dagger, metadata flags, and links to each
+row's results files.
 """
 
 from __future__ import annotations

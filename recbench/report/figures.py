@@ -1,0 +1,103 @@
+"""Matplotlib figures of a leaderboard: a per-scenario heatmap and an Overall bar chart."""
+
+from __future__ import annotations
+
+from typing import List
+
+from .tables import LOWER_IS_BETTER, RANDOM_EXPECTED, SCENARIO_TITLES, Row, Table, _finite
+
+def _figure_rows(table: Table) -> List[Row]:
+    return [r for r in table.rows if r.source != "random"]
+
+
+def _heatmap(table: Table):
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    rows = _figure_rows(table)
+    cols = table.columns
+    data = np.full((len(rows), len(cols)), np.nan)
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            if c in r.cells:
+                data[i, j] = r.cells[c].value
+    finite = data[np.isfinite(data)]
+    if table.metric in RANDOM_EXPECTED and finite.size:
+        d = max(0.02, float(np.max(np.abs(finite - 0.5))))
+        norm, cmap = Normalize(0.5 - d, 0.5 + d), "RdYlGn"
+    else:
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        if hi - lo < 1e-9:
+            lo, hi = lo - 0.01, hi + 0.01
+        norm, cmap = Normalize(lo, hi), ("RdYlGn_r" if table.metric in LOWER_IS_BETTER else "RdYlGn")
+    fig = Figure(figsize=(1.6 + 0.78 * len(cols), 1.3 + 0.36 * len(rows)), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.set_facecolor("#eeeeee")
+    masked = np.ma.masked_invalid(data)
+    im = ax.imshow(masked, aspect="auto", cmap=cmap, norm=norm, interpolation="nearest")
+    ax.set_xticks(range(len(cols)))
+    ax.set_xticklabels([SCENARIO_TITLES.get(c, c) for c in cols], rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([r.label + ("" if r.complete else " †") + (" ⚑" if r.flags else "")
+                        for r in rows], fontsize=8)
+    if data.size <= 600:
+        cm = im.get_cmap()
+        for i in range(data.shape[0]):
+            for j in range(data.shape[1]):
+                v = data[i, j]
+                color = "#333333"
+                if np.isfinite(v):
+                    r_, g_, b_, _ = cm(norm(v))
+                    if 0.299 * r_ + 0.587 * g_ + 0.114 * b_ < 0.5:
+                        color = "white"  # dark cell
+                ax.text(j, i, "–" if not np.isfinite(v) else f"{v:.3f}", ha="center", va="center",
+                        fontsize=6.5, color=color)
+    ax.set_title(f"{table.title}: {table.metric}", fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02)
+    fig.tight_layout()
+    return fig
+
+
+def _overall_bars(table: Table):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    rows = [r for r in _figure_rows(table) if _finite(r.overall)]
+    fig = Figure(figsize=(7.5, 1.2 + 0.32 * max(1, len(rows))), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    rows = list(reversed(rows))  # best at the top
+    values = [r.overall for r in rows]
+    colors = ["#9aa0a6" if r.source == "published" else "#1a73e8" for r in rows]
+    bars = ax.barh(range(len(rows)), values, color=colors, edgecolor="#333333", linewidth=0.4)
+    for bar, r in zip(bars, rows):
+        if not r.complete:
+            bar.set_hatch("///")
+            bar.set_alpha(0.7)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([r.label + ("" if r.complete else " †") + (" ⚑" if r.flags else "")
+                        for r in rows], fontsize=8)
+    for i, v in enumerate(values):
+        ax.text(v, i, f" {v:.4f}", va="center", fontsize=7)
+    handles = [Patch(color="#1a73e8", label="your runs"), Patch(color="#9aa0a6", label="published")]
+    if any(not r.complete for r in rows):
+        handles.append(Patch(facecolor="white", edgecolor="#333333", hatch="///", label="incomplete †"))
+    if table.metric in RANDOM_EXPECTED:
+        rv = RANDOM_EXPECTED[table.metric]
+        ax.axvline(rv, color="#d93025", linestyle="--", linewidth=1)
+        handles.append(Patch(color="#d93025", label=f"random ({rv})"))
+    if values:
+        lo, hi = min(values + [RANDOM_EXPECTED.get(table.metric, min(values))]), max(values)
+        span = max(hi - lo, 0.02)
+        ax.set_xlim(max(0.0, lo - 0.15 * span) if lo >= 0 else lo - 0.15 * span, hi + 0.25 * span)
+    ax.set_xlabel(f"Overall {table.metric}" + (" (lower is better)" if table.metric in LOWER_IS_BETTER else ""))
+    ax.set_title(f"{table.title}: Overall", fontsize=10)
+    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1 - 1.2 / fig.get_figheight() * 0.1),
+              ncol=len(handles), frameon=False)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
