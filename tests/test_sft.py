@@ -36,7 +36,9 @@ def trained(tiny_llama, tmp_path_factory):
     from recbench.sft import finetune
 
     out = tmp_path_factory.mktemp("sft-out")
-    return finetune(cfg_for(tiny_llama, out, eval_every=3, max_steps=6))
+    with pytest.MonkeyPatch.context() as mp:  # module scope: conftest's per-test private cache is not set yet
+        mp.setenv("RECBENCH_CACHE", str(tmp_path_factory.mktemp("sft-cache")))
+        return finetune(cfg_for(tiny_llama, out, eval_every=3, max_steps=6, epochs=2))
 
 
 # -- config --------------------------------------------------------------------------------
@@ -93,8 +95,6 @@ def test_training_inputs_are_the_evaluation_inputs(tiny_llama):
     tpl = Template.load("generative")
     data = build_data(cfg, scenarios, tpl, scorer)
     sc = scenarios["demo"]
-    train = sc.finetune_split("train")
-    train = train[train["user_id"].isin(set(train["user_id"]) & set(train["user_id"].unique()[:1000]))]
     # the evaluation's own recipe (RecBench._score_generative) for the first training user
     texts = sc.item_text()
     from recbench.sft.data import subsample_users
@@ -171,12 +171,12 @@ def test_artifacts_and_history(trained):
 def test_rerun_reports_the_existing_run(trained, tiny_llama, monkeypatch):
     from recbench.sft import finetune, train
 
-    def boom(*a, **k):
+    def boom(self, *a, **k):
         raise AssertionError("should not train again")
 
     monkeypatch.setattr(train.GenerativeTrainer, "run", boom)
     out = Path(trained.adapter_path).parent.parent
-    again = finetune(cfg_for(tiny_llama, out, eval_every=3, max_steps=6, batch_size=4, grad_accum=2))
+    again = finetune(cfg_for(tiny_llama, out, eval_every=3, max_steps=6, epochs=2, batch_size=4, grad_accum=2))
     assert again.reused and again.adapter_path == trained.adapter_path
     assert again.best_valid_gauc == trained.best_valid_gauc
 

@@ -23,7 +23,7 @@ def _corpus():
     return texts
 
 
-def build_tokenizer(folder: Path, vocab_size: int = 600):
+def build_tokenizer(folder: Path, vocab_size: int = 3000):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 EPILOG = """examples:
@@ -84,6 +85,8 @@ def run(args) -> int:
 
     cfg = config_from_args(args)
     result = finetune(cfg, progress=cfg.progress)
+    if int(os.environ.get("RANK", "0") or 0) != 0:
+        return 0  # under accelerate launch / torchrun only the main process reports
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
         return 0

@@ -115,8 +115,10 @@ def finetune(config: SFTConfig, progress: bool = True) -> SFTResult:
     acc = make_accelerator(cfg)
     with acc.main_process_first():
         scenarios = load_sft_scenarios(cfg, progress=progress and acc.is_main_process)
+    hashed = cfg.hashed()
+    hashed["effective_batch"] *= acc.num_processes  # batch-size x grad-accum x processes
     payload = {
-        "config": cfg.hashed(),
+        "config": hashed,
         "base": base_key(spec),
         "template_sha256": template.sha256,
         "data": {n: sc.fingerprint for n, sc in scenarios.items()},
@@ -168,7 +170,13 @@ def make_accelerator(cfg: SFTConfig):
     """An accelerate Accelerator (process group, device, DDP) for this run."""
     accelerate = require("accelerate", "sft", "fine-tuning")
     cpu = bool(cfg.device and cfg.device.startswith("cpu"))
-    return accelerate.Accelerator(cpu=cpu)
+    try:
+        return accelerate.Accelerator(cpu=cpu)
+    except ValueError:  # a second run in this process asks for another device: start afresh
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
+        return accelerate.Accelerator(cpu=cpu)
 
 
 def _check_quantization_possible(cfg: SFTConfig) -> None:
@@ -320,7 +328,7 @@ class _Trainer:
             self.loop(resumed)
         except KeyboardInterrupt:
             if self.main and self.step > 0:
-                self.save_checkpoint()
+                self.save_checkpoint(collective=False)  # the other processes may be gone
                 print(f"recbench: training interrupted at step {self.step}; checkpoint kept in {self.partial}",
                       file=sys.stderr)
             raise
@@ -483,13 +491,14 @@ class _Trainer:
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state
 
-    def save_checkpoint(self) -> None:
+    def save_checkpoint(self, collective: bool = True) -> None:
         """checkpoints/last: adapter, optimizer, scheduler, RNG of every process, step, history."""
         from accelerate.utils import gather_object
         from safetensors.torch import save_file
 
         torch = self.torch
-        rngs = gather_object([self._rng_state()]) if self.world > 1 else [self._rng_state()]
+        collective = collective and self.world > 1
+        rngs = gather_object([self._rng_state()]) if collective else [self._rng_state()]
         if self.main:
             ck = self.partial / CHECKPOINT_DIR
             tmp, last, old = ck / "last.tmp", ck / "last", ck / "last.old"
@@ -514,7 +523,8 @@ class _Trainer:
             os.replace(tmp, last)
             if old.exists():
                 shutil.rmtree(old)
-        self.acc.wait_for_everyone()
+        if collective:
+            self.acc.wait_for_everyone()
 
     def resume(self) -> bool:
         """Continue from checkpoints/last when an interrupted run of this config left one."""
