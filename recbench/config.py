@@ -52,6 +52,13 @@ class RunConfig:
         """The settings as written into results (no secrets are ever held here)."""
         d = asdict(self)
         d.pop("scenario_options", None)
+        if d.get("base_url"):  # credentials typed into the URL never reach results
+            from urllib.parse import urlsplit, urlunsplit
+
+            parts = urlsplit(d["base_url"])
+            host = parts.hostname or ""
+            netloc = host + (f":{parts.port}" if parts.port else "")
+            d["base_url"] = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
         return d
 
 

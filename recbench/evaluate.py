@@ -282,8 +282,10 @@ class RecBench:
         n_todo = sum(1 for k in keys if k not in found)
         bar = _progress(n_todo, f"{sc.name} [{self.spec.name}]", cfg.progress)
         computed = 0
-        for start in range(0, len(todo_users), CHUNK_USERS):
-            rows = [r for grp in todo_users[start : start + CHUNK_USERS] for r in grp if keys[r] not in found]
+        # API scorers send a chunk concurrently: give them enough users to fill the pool
+        chunk = max(CHUNK_USERS, int(getattr(scorer, "concurrency", 0) or 0) * 2)
+        for start in range(0, len(todo_users), chunk):
+            rows = [r for grp in todo_users[start : start + chunk] for r in grp if keys[r] not in found]
             uniq = list(dict.fromkeys(rows, None))
             scores, extras = scorer.score_detailed([requests[r] for r in uniq])
             fresh = {keys[r]: s for r, s in zip(uniq, scores)}

@@ -48,13 +48,15 @@ def text_answer(prompt: str) -> str:
 
 class StubOpenAI:
     def __init__(self, models=("stub-model",), *, completions: bool = True, completion_logprobs: bool = True,
-                 echo: bool = True, chat: bool = True, chat_logprobs: bool = True, reject_logprobs: bool = False,
+                 echo: bool = True, echo_shift: bool = False, chat: bool = True, chat_logprobs: bool = True,
+                 reject_logprobs: bool = False,
                  embeddings: bool = True, hide_labels: Tuple[str, ...] = (), require_key: Optional[str] = None,
                  slow_s: float = 1.0, list_models: bool = True):
         self.models = list(models)
         self.completions = completions
         self.completion_logprobs = completion_logprobs
         self.echo = echo
+        self.echo_shift = echo_shift  # echo log-probs of the wrong position (llama-cpp-python's bug)
         self.chat = chat
         self.chat_logprobs = chat_logprobs
         self.reject_logprobs = reject_logprobs
@@ -87,7 +89,7 @@ class StubOpenAI:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
     @property
@@ -183,8 +185,7 @@ class StubOpenAI:
             if fault == "badjson":
                 return self._send(h, 200, raw=b'{"choices": [ {"text": "Yes", ')
             if fault == "timeout":
-                time.sleep(self.slow_s)
-                record["outcome"] = "late"
+                time.sleep(self.slow_s)  # the client has given up by now
             elif isinstance(fault, tuple) and fault[0] == "429":
                 return self._send(h, 429, {"error": {"message": "Rate limit reached", "type": "requests"}},
                                   headers={"Retry-After": str(fault[1])})
@@ -205,7 +206,7 @@ class StubOpenAI:
         if isinstance(doc, tuple):
             record["outcome"] = str(doc[0])
             return self._send(h, doc[0], doc[1])
-        if record["outcome"] in ("ok", "late"):
+        if record["outcome"] == "ok":
             with self.lock:
                 self.good += 1
         self._send(h, 200, doc)
@@ -231,6 +232,8 @@ class StubOpenAI:
                     base = prompt[: -len(label)]
                     y, n = label_logprobs(base)
                     lp = y if "Yes" in label else n
+                    if self.echo_shift:
+                        lp -= 4.0
                     return {"id": "cmpl-echo", "object": "text_completion", "created": 0, "model": body["model"],
                             "choices": [{"index": 0, "text": prompt + "\n", "finish_reason": "length",
                                          "logprobs": {"tokens": [base, label, "\n"], "token_logprobs": [None, lp, -0.1],
@@ -257,15 +260,16 @@ class StubOpenAI:
     def _chat(self, body: Dict):
         prompt = body["messages"][-1]["content"]
         if body.get("logprobs") and self.reject_logprobs:
-            return 400, {"error": {"message": "logprobs is not supported by this model", "type": "invalid_request_error"}}
+            return 400, {"error": {"message": "logprobs is not supported by this model",
+                                   "type": "invalid_request_error"}}
         y, n = label_logprobs(prompt)
         if body.get("logprobs") and self.chat_logprobs:
             top = [("Yes", y), ("No", n), ("Maybe", math.log(0.01))]
             top = [(t, lp) for t, lp in top if t not in self.hide_labels]
             answer = "Yes" if y >= n else "No"
             k = int(body.get("top_logprobs") or 1)
-            logprobs = {"content": [{"token": answer, "logprob": y if y >= n else n, "bytes": None,
-                                     "top_logprobs": [{"token": t, "logprob": lp, "bytes": None} for t, lp in top[:k]]}]}
+            listed = [{"token": t, "logprob": lp, "bytes": None} for t, lp in top[:k]]
+            logprobs = {"content": [{"token": answer, "logprob": max(y, n), "bytes": None, "top_logprobs": listed}]}
         else:
             answer = text_answer(prompt)
             logprobs = None
@@ -279,6 +283,7 @@ class StubOpenAI:
         if isinstance(inputs, str):
             inputs = [inputs]
         return {"object": "list", "model": body["model"],
-                "data": [{"object": "embedding", "index": i, "embedding": expected_vector(t)} for i, t in enumerate(inputs)],
+                "data": [{"object": "embedding", "index": i, "embedding": expected_vector(t)}
+                         for i, t in enumerate(inputs)],
                 "usage": {"prompt_tokens": sum(max(1, len(t) // 4) for t in inputs),
                           "total_tokens": sum(max(1, len(t) // 4) for t in inputs)}}

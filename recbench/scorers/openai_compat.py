@@ -5,16 +5,19 @@ our own retry loop (exponential backoff with jitter, honouring Retry-After / ret
 on 408/409/429/5xx, timeouts, dropped connections and malformed bodies), a thread pool for
 `concurrency` requests in flight, token-usage counters, and a per-request cache write as each
 response arrives, so nothing is paid for twice. Subclasses only build payloads and parse
-replies.
+replies. (The client's own retries do honour Retry-After, see openai/_base_client.py, but
+they do not retry malformed bodies and do not report how often they retried.)
 
 Generative scoring comes in three tiers, chosen once per run and recorded in the results:
 
-- ``completions``: /completions with ``logprobs=5, max_tokens=1`` on the raw prompt; P(Yes)
-  is the two-way softmax of the label tokens' log-probabilities at the answer position
-  (" Yes"/" No" after the prompt's "Answer (Yes/No):"), as the local scorer does. A label
-  missing from the top list is read exactly with an ``echo`` request (prompt + label) where
-  the server supports echo; otherwise it gets the floor value (the smallest listed log-prob,
-  an upper bound), counted in the results.
+- ``completions``: /completions with ``max_tokens=1`` and ``logprobs=20`` (5 where the server
+  allows no more, as OpenAI) on the raw prompt; P(Yes) is the two-way softmax of the label
+  tokens' log-probabilities at the answer position (" Yes"/" No" after the prompt's
+  "Answer (Yes/No):"), as the local scorer does. A label missing from the top list is read
+  with an ``echo`` request (prompt + label) where echo is supported and verified correct
+  (checked once against a listed token: llama-cpp-python's echo log-probs are shifted by
+  one position); otherwise it gets the floor value (the smallest listed log-prob, an upper
+  bound), counted in the results.
 - ``chat``: /chat/completions with ``max_tokens=1, temperature=0, logprobs, top_logprobs=20``;
   P(Yes) over the Yes/No spelling variants among the first token's top log-probs; an absent
   label gets the floor value, counted.
@@ -137,7 +140,7 @@ def _dump(resp) -> dict:
     if isinstance(resp, dict):
         return resp
     try:
-        return resp.model_dump()
+        return resp.model_dump(warnings=False)
     except Exception as exc:  # pydantic refuses a broken object
         raise _Malformed(f"unreadable response ({type(exc).__name__})") from None
 
@@ -163,7 +166,8 @@ def _chat_top(d: dict) -> Optional[List[Tuple[str, float]]]:
     if not content or not isinstance(content[0], dict):
         return None
     tops = content[0].get("top_logprobs") or []
-    out = [(str(t.get("token")), float(t["logprob"])) for t in tops if isinstance(t, dict) and t.get("logprob") is not None]
+    out = [(str(t.get("token")), float(t["logprob"]))
+           for t in tops if isinstance(t, dict) and t.get("logprob") is not None]
     if not out and content[0].get("logprob") is not None:
         out = [(str(content[0].get("token")), float(content[0]["logprob"]))]
     return out or None
@@ -243,7 +247,8 @@ class OpenAICompatBase:
         self.max_length = max_length
         self.prices = prices
         self.dry_run = dry_run
-        self._price, self._price_source = pricing.price_for(self.model, self.base_url if self.custom_url else None, prices)
+        self._price, self._price_source = pricing.price_for(self.model, self.base_url if self.custom_url else None,
+                                                            prices)
         key = os.environ.get(api_key_env, "").strip()
         if not key and not dry_run and (not self.custom_url or api_key_env != "OPENAI_API_KEY"):
             raise ConfigError(f"no API key: set the environment variable {api_key_env} "
@@ -306,7 +311,8 @@ class OpenAICompatBase:
         if isinstance(err, dict) and err.get("code") == "model_not_found":
             return True
         text = self._status_detail(exc).lower()
-        return "model" in text and any(s in text for s in ("does not exist", "not found", "unknown model", "no such model"))
+        signs = ("does not exist", "not found", "unknown model", "no such model")
+        return "model" in text and any(s in text for s in signs)
 
     def _classify(self, exc: BaseException) -> Tuple[Optional[float], str, str]:
         """(Retry-After seconds, detail, kind) for a retryable failure; raises for the rest."""
@@ -323,8 +329,9 @@ class OpenAICompatBase:
             detail = self._status_detail(exc)
             if status in (401, 403):
                 if self._secret:
-                    raise ConfigError(f"the server at {self.endpoint} rejected the API key from {self.api_key_env} "
-                                      f"(HTTP {status}); check the key, or name another variable with --api-key-env NAME")
+                    raise ConfigError(
+                        f"the server at {self.endpoint} rejected the API key from {self.api_key_env} "
+                        f"(HTTP {status}); check the key, or name another variable with --api-key-env NAME")
                 raise ConfigError(f"the server at {self.endpoint} needs an API key (HTTP {status}); "
                                   f"set the environment variable {self.api_key_env} (or --api-key-env NAME)")
             if status == 404 and self._model_missing(exc):
@@ -374,8 +381,8 @@ class OpenAICompatBase:
             attempt += 1
             with self._lock:
                 self._usage["retries"] += 1
-            log.warning("retrying %s request in %.2fs (%s) [attempt %d of %d]", what, wait, detail, attempt + 1,
-                        retries + 1)
+            log.info("retrying %s request in %.2fs (%s) [attempt %d of %d]", what, wait, detail, attempt + 1,
+                     retries + 1)
             time.sleep(wait)
 
     def _record_usage(self, d: dict) -> None:
@@ -391,7 +398,8 @@ class OpenAICompatBase:
 
         def fail(detail: str, attempts: int, kind: str) -> Exception:
             if kind in ("connection", "timeout"):
-                return ConfigError(f"cannot reach {self.endpoint} ({detail}); check --base-url and that the server is running")
+                return ConfigError(f"cannot reach {self.endpoint} ({detail}); "
+                                   "check --base-url and that the server is running")
             return ModelError(f"the server at {self.endpoint} is not answering properly ({detail})")
 
         try:
@@ -440,6 +448,8 @@ class OpenAICompatBase:
         first: Optional[BaseException] = None
         try:
             for fut in as_completed(futures):
+                if fut.cancelled():
+                    continue
                 exc = fut.exception()
                 if exc is not None and first is None:
                     first = exc
@@ -493,7 +503,8 @@ def _common_kwargs(run) -> Dict:
 class OpenAIGenerativeScorer(OpenAICompatBase, GenerativeScorer):
     """P(Yes) from an OpenAI-compatible completions or chat endpoint (tiers: see module doc)."""
 
-    COMPLETIONS_TOP = 5  # the most the OpenAI completions endpoint gives
+    COMPLETIONS_TOP = 20  # asked first (vLLM's default maximum); on a refusal, ...
+    COMPLETIONS_TOP_MIN = 5  # ... the most the OpenAI completions endpoint gives
     CHAT_TOP = 20  # the most the OpenAI chat endpoint gives
     TEXT_MAX_TOKENS = 3
 
@@ -502,7 +513,9 @@ class OpenAIGenerativeScorer(OpenAICompatBase, GenerativeScorer):
             raise ConfigError(f"--api-tier must be one of {', '.join(TIERS)}, got {tier!r}")
         self.requested_tier = tier
         self.tier: Optional[str] = None if tier == "auto" else tier
-        self._echo: Optional[bool] = None  # does /completions support echo with logprobs?
+        self._echo: Optional[bool] = None  # does /completions give correct echo logprobs? (checked once)
+        self._echo_lock = threading.Lock()
+        self._top_k = self.COMPLETIONS_TOP
         self._text_endpoint = "chat"
         self._counts = {"scored": 0, "floors": 0, "prompts_with_floor": 0, "echo_requests": 0, "invalid_answers": 0}
         super().__init__(spec, **kwargs)
@@ -545,8 +558,8 @@ class OpenAIGenerativeScorer(OpenAICompatBase, GenerativeScorer):
             d["echo_requests"] = c["echo_requests"]
             d["echo_supported"] = self._echo
         if tier == "text":
-            d.update({"binary": True, "invalid_answers": c["invalid_answers"], "invalid_answer_rate": c["invalid_answers"] / n,
-                      "text_endpoint": self._text_endpoint})
+            d.update({"binary": True, "invalid_answers": c["invalid_answers"],
+                      "invalid_answer_rate": c["invalid_answers"] / n, "text_endpoint": self._text_endpoint})
         return d
 
     # -- tiers ----------------------------------------------------------------------------
@@ -581,20 +594,34 @@ class OpenAIGenerativeScorer(OpenAICompatBase, GenerativeScorer):
             return self._score_chat(text)
         return self._score_answer(text)
 
-    def _score_completions(self, text: str, probe: bool = False) -> Tuple[float, Dict]:
-        def call():
-            d = _dump(self._client.completions.create(model=self.model, prompt=text, max_tokens=1, temperature=0,
-                                                      logprobs=self.COMPLETIONS_TOP))
-            return d, _completion_top(d)
+    def _completions_top(self, text: str) -> Tuple[dict, Optional[Dict[str, float]]]:
+        """One /completions call for the answer position's top log-probs (k=20, else 5)."""
+        while True:
+            k = self._top_k
 
-        d, top = self._call("completions", call)
-        self._record_usage(d)
+            def call():
+                d = _dump(self._client.completions.create(model=self.model, prompt=text, max_tokens=1,
+                                                          temperature=0, logprobs=k))
+                return d, _completion_top(d)
+
+            try:
+                d, top = self._call("completions", call)
+            except _Unsupported:
+                if k <= self.COMPLETIONS_TOP_MIN:
+                    raise
+                self._top_k = self.COMPLETIONS_TOP_MIN  # e.g. OpenAI: logprobs must be <= 5
+                continue
+            self._record_usage(d)
+            return d, top
+
+    def _score_completions(self, text: str, probe: bool = False) -> Tuple[float, Dict]:
+        _, top = self._completions_top(text)
         if not top:
             raise _Unsupported("the completions endpoint answered without logprobs")
         lps, floors, echoed = {}, [], 0
         for name, label in zip(("yes", "no"), _label_pair(text)):
             lp = top.get(label)
-            if lp is None and not probe and self._echo is not False:
+            if lp is None and not probe and self._echo_usable(text, top):
                 lp = self._echo_logprob(text, label)
                 echoed += 1
             if lp is None:
@@ -609,6 +636,23 @@ class OpenAIGenerativeScorer(OpenAICompatBase, GenerativeScorer):
             extra["echo"] = echoed
         return p_yes, extra
 
+    def _echo_usable(self, text: str, top: Dict[str, float]) -> bool:
+        """Whether echo gives correct log-probs here; checked once, on the first missing label.
+
+        The check echoes the prompt's most likely next token and compares the log-prob the
+        echo reports with the one in the top list (some servers shift echo log-probs by one
+        position, llama-cpp-python among them)."""
+        if self._echo is not None:
+            return self._echo
+        with self._echo_lock:
+            if self._echo is None:
+                token, expected = max(((t, v) for t, v in top.items() if t), key=lambda kv: kv[1])
+                got = self._echo_logprob(text, token)
+                self._echo = got is not None and abs(got - expected) < 0.02
+                log.info("%s: echo log-probs %s", self.endpoint, "verified" if self._echo else
+                         "unavailable or inconsistent; missing labels get the floor value")
+        return self._echo
+
     def _echo_logprob(self, text: str, label: str) -> Optional[float]:
         def call():
             return _dump(self._client.completions.create(model=self.model, prompt=text + label, max_tokens=1,
@@ -617,15 +661,11 @@ class OpenAIGenerativeScorer(OpenAICompatBase, GenerativeScorer):
         try:
             d = self._call("completions (echo)", call)
         except _Unsupported:
-            self._echo = False
             return None
         self._record_usage(d)
-        lp = _echo_label_logprob(d, text, label)
-        if lp is None and not (_first_choice(d).get("text") or "").startswith(text + label):
-            self._echo = False  # the server ignores echo
-        elif lp is not None:
-            self._echo = True
-        return lp
+        with self._lock:
+            self._counts["echo_requests"] += 1
+        return _echo_label_logprob(d, text, label)
 
     def _score_chat(self, text: str) -> Tuple[float, Dict]:
         def call():
@@ -679,7 +719,6 @@ class OpenAIGenerativeScorer(OpenAICompatBase, GenerativeScorer):
             floors = extra.get("floor") or []
             self._counts["floors"] += len(floors)
             self._counts["prompts_with_floor"] += int(bool(floors))
-            self._counts["echo_requests"] += int(extra.get("echo") or 0)
             self._counts["invalid_answers"] += int(bool(extra.get("invalid")))
 
     def score_detailed(self, requests: Sequence[PromptRequest]) -> Tuple[List[float], List[Dict]]:

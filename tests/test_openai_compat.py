@@ -1,0 +1,514 @@
+"""OpenAI-compatible backends against a local stub server: tiers, faults, resume, secrets, cost."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("openai")
+
+from recbench import pricing  # noqa: E402
+from recbench.cache import ScoreCache, request_key  # noqa: E402
+from recbench.cli import main  # noqa: E402
+from recbench.config import RunConfig  # noqa: E402
+from recbench.errors import ConfigError, ModelError  # noqa: E402
+from recbench.models import ModelSpec, resolve_model  # noqa: E402
+from recbench.prompts import PromptRequest  # noqa: E402
+from recbench.scorers import make_scorer  # noqa: E402
+from recbench.scorers.openai_compat import (  # noqa: E402
+    OpenAICompatBase,
+    OpenAIEmbeddingScorer,
+    OpenAIGenerativeScorer,
+    _retry_after,
+    parse_answer,
+)
+
+from stub_openai_server import StubOpenAI, expected_p_yes, expected_vector, label_logprobs  # noqa: E402
+
+SECRET = "sk-secret-test"
+SPEC = ModelSpec("openai:stub-model", "openai", "stub-model", schemes=("generative", "discriminative"))
+REQUESTS = [PromptRequest(f"User behavior sequence:\n(1) item {u}\n", f"Candidate item: thing {c}\nAnswer (Yes/No):")
+            for u in range(3) for c in range(4)]
+
+
+@pytest.fixture(autouse=True)
+def _fast_backoff(monkeypatch):
+    monkeypatch.setattr(OpenAICompatBase, "RETRY_BASE_S", 0.01)
+
+
+@pytest.fixture
+def stub_factory():
+    started = []
+
+    def make(**kw):
+        stub = StubOpenAI(**kw).start()
+        started.append(stub)
+        return stub
+
+    yield make
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def stub(stub_factory):
+    return stub_factory()
+
+
+def scorer(stub, **kw):
+    opts = dict(base_url=stub.url, concurrency=4, max_retries=3, timeout=2.0)
+    opts.update(kw)
+    return OpenAIGenerativeScorer(SPEC, **opts)
+
+
+def expected(reqs=REQUESTS):
+    return [expected_p_yes(r.text) for r in reqs]
+
+
+# -- tiers ------------------------------------------------------------------------------------
+def test_completions_tier_reads_label_logprobs(stub):
+    sc = scorer(stub)
+    assert sc.tier == "completions"
+    scores, extras = sc.score_detailed(REQUESTS)
+    assert scores == pytest.approx(expected(), abs=1e-9)
+    y, n = label_logprobs(REQUESTS[0].text)
+    assert extras[0]["mass"] == pytest.approx(math.exp(y) + math.exp(n))
+    d = sc.diagnostics()
+    assert d["tier"] == "completions" and d["label_floors"] == 0 and d["scored"] == len(REQUESTS)
+    assert d["api"]["usage"]["requests"] == len(REQUESTS) + 1  # + the tier probe
+    assert d["api"]["usage"]["prompt_tokens"] > 0 and d["api"]["usage"]["completion_tokens"] == len(REQUESTS) + 1
+    ident = sc.identity()
+    assert ident["tier"] == "completions" and ident["endpoint"] == stub.url and ident["model_id"] == "stub-model"
+    # requests ask for the answer position's top log-probs, deterministically
+    body = stub.posts[-1]["body"]
+    assert body["max_tokens"] == 1 and body["temperature"] == 0 and body["logprobs"] == 20
+
+
+def test_missing_label_read_by_verified_echo(stub_factory):
+    stub = stub_factory(hide_labels=(" No",))
+    sc = scorer(stub)
+    scores, extras = sc.score_detailed(REQUESTS)
+    assert scores == pytest.approx(expected(), abs=1e-9)
+    d = sc.diagnostics()
+    assert d["echo_supported"] is True and d["label_floors"] == 0
+    assert d["echo_requests"] == len(REQUESTS) + 1  # one verification + one per prompt
+
+
+@pytest.mark.parametrize("kind", ["no_echo", "shifted_echo"])
+def test_missing_label_gets_floor_when_echo_unusable(stub_factory, kind):
+    stub = stub_factory(hide_labels=(" No",), echo=kind != "no_echo", echo_shift=kind == "shifted_echo")
+    sc = scorer(stub)
+    scores, extras = sc.score_detailed(REQUESTS)
+    for r, s, e in zip(REQUESTS, scores, extras):
+        y, _ = label_logprobs(r.text)
+        floor = min(y, math.log(0.01), math.log(0.02))
+        assert s == pytest.approx(1 / (1 + math.exp(floor - y)))
+        assert e["floor"] == ["no"]
+    d = sc.diagnostics()
+    assert d["echo_supported"] is False
+    assert d["label_floors"] == len(REQUESTS) and d["floor_rate"] == 1.0
+
+
+def test_completions_logprobs_capped_at_five_falls_back(stub_factory, monkeypatch):
+    stub = stub_factory()
+    original = stub._completion
+
+    def capped(body):
+        if (body.get("logprobs") or 0) > 5:
+            return 400, {"error": {"message": "logprobs must be <= 5"}}
+        return original(body)
+
+    monkeypatch.setattr(stub, "_completion", capped)
+    sc = scorer(stub)
+    assert sc.tier == "completions"
+    scores, _ = sc.score_detailed(REQUESTS)
+    assert scores == pytest.approx(expected(), abs=1e-9)
+    assert stub.posts[-1]["body"]["logprobs"] == 5
+
+
+def test_chat_tier_when_no_completions_endpoint(stub_factory):
+    stub = stub_factory(completions=False)
+    sc = scorer(stub)
+    assert sc.tier == "chat"
+    scores, _ = sc.score_detailed(REQUESTS)
+    assert scores == pytest.approx(expected(), abs=1e-9)
+    body = stub.posts[-1]["body"]
+    assert body["max_tokens"] == 1 and body["temperature"] == 0 and body["logprobs"] is True
+    assert body["top_logprobs"] == 20
+    assert sc.label_info()["tier"] == "chat"
+
+
+def test_chat_tier_floor_is_counted(stub_factory):
+    stub = stub_factory(completions=False, hide_labels=("No",))
+    sc = scorer(stub)
+    scores, extras = sc.score_detailed(REQUESTS)
+    assert all(e["floor"] == ["no"] for e in extras)
+    assert sc.diagnostics()["label_floors"] == len(REQUESTS)
+    assert all(s > 0.5 for s in scores)  # P(No) floored at the smallest listed value
+
+
+def test_text_tier_parses_answers_and_marks_binary(stub_factory):
+    stub = stub_factory(completions=False, chat_logprobs=False)
+    sc = scorer(stub)
+    assert sc.tier == "text"
+    scores, extras = sc.score_detailed(REQUESTS)
+    assert set(scores) <= {0.0, 0.5, 1.0}
+    invalid = sum(1 for e in extras if e.get("invalid"))
+    assert [s == 0.5 for s in scores].count(True) == invalid
+    d = sc.diagnostics()
+    assert d["binary"] is True and d["invalid_answers"] == invalid
+    assert d["invalid_answer_rate"] == pytest.approx(invalid / len(REQUESTS))
+
+
+def test_parse_answer():
+    assert parse_answer("Yes.") == 1.0 and parse_answer(" no, because") == 0.0 and parse_answer("YES") == 1.0
+    assert parse_answer("Maybe") is None and parse_answer("") is None and parse_answer(None) is None
+    assert parse_answer("Not sure") is None and parse_answer("yesterday") is None
+
+
+@pytest.mark.parametrize("tier,stub_kw", [
+    ("completions", {"completion_logprobs": False}),
+    ("chat", {"chat_logprobs": False}),
+    ("chat", {"reject_logprobs": True}),
+])
+def test_forced_tier_without_logprobs_is_one_clear_error(stub_factory, tier, stub_kw):
+    stub = stub_factory(**stub_kw)
+    sc = scorer(stub, tier=tier)
+    with pytest.raises(ModelError) as err:
+        sc.score_detailed(REQUESTS[:2])
+    msg = str(err.value)
+    assert "\n" not in msg and f"{tier} tier" in msg and "--api-tier" in msg
+
+
+def test_auto_tier_falls_to_text_when_logprobs_rejected(stub_factory):
+    stub = stub_factory(reject_logprobs=True)
+    assert scorer(stub).tier == "text"
+
+
+# -- faults ---------------------------------------------------------------------------------
+def test_429_retry_after_is_honoured(stub):
+    sc = scorer(stub, concurrency=1)
+    stub.faults.append(("429", 1))
+    scores, _ = sc.score_detailed(REQUESTS[:2])
+    assert scores == pytest.approx(expected(REQUESTS[:2]), abs=1e-9)
+    times = [p["time"] for p in stub.posts if p["path"] == "/v1/completions"]
+    outcomes = [p["outcome"] for p in stub.posts if p["path"] == "/v1/completions"]
+    first = outcomes.index("429")
+    assert times[first + 1] - times[first] >= 0.95  # waited as told, not the 10 ms backoff
+    assert sc.diagnostics()["api"]["usage"]["retries"] == 1
+
+
+def test_retry_after_header_forms():
+    assert _retry_after({"retry-after": "2"}) == 2.0
+    assert _retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    assert _retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
+    assert _retry_after({}) is None and _retry_after({"retry-after": "soon"}) is None
+
+
+def test_transient_faults_recovered_with_correct_results(stub):
+    sc = scorer(stub, concurrency=1, timeout=0.4, max_retries=5)
+    stub.slow_s = 0.8
+    stub.faults.extend(["500", "timeout", "badjson", "drop", ("429", 0)])
+    scores, _ = sc.score_detailed(REQUESTS)
+    assert scores == pytest.approx(expected(), abs=1e-9)
+    assert sc.diagnostics()["api"]["usage"]["retries"] == 5
+    assert [p["outcome"] for p in stub.posts[1:6]] == ["500", "timeout", "badjson", "drop", "429"]
+
+
+def test_concurrent_faults_recovered(stub):
+    sc = scorer(stub, concurrency=8, max_retries=4)
+    stub.faults.extend(["500", "drop", "badjson", "500", ("429", 0), "drop"])
+    scores, _ = sc.score_detailed(REQUESTS)
+    assert scores == pytest.approx(expected(), abs=1e-9)
+
+
+def test_persistent_failure_is_one_line(stub):
+    sc = scorer(stub, concurrency=1, max_retries=2)
+    stub.faults.extend(["500"] * 3)
+    with pytest.raises(ModelError) as err:
+        sc.score_detailed(REQUESTS[:1])
+    msg = str(err.value)
+    assert "\n" not in msg and "failed after 3 attempt(s)" in msg and "HTTP 500" in msg and "rerun" in msg
+
+
+def test_long_retry_after_stops_with_clear_line(stub, monkeypatch):
+    monkeypatch.setattr(OpenAICompatBase, "MAX_WAIT_S", 5.0)
+    sc = scorer(stub, concurrency=1)
+    stub.faults.append(("429", 3600))
+    with pytest.raises(ModelError, match="asks to wait 3600s"):
+        sc.score_detailed(REQUESTS[:1])
+
+
+def _cache_rows(path: Path):
+    con = sqlite3.connect(str(path))
+    try:
+        return con.execute("SELECT key FROM scores").fetchall()
+    finally:
+        con.close()
+
+
+def test_dropped_mid_run_then_resume_sends_nothing_twice(stub, tmp_path):
+    cache = ScoreCache(tmp_path / "scores.sqlite")
+    ns = "test-ns"
+    sc = scorer(stub, concurrency=3, max_retries=1)
+    sc.attach_cache(cache, ns)
+    stub.die_after = stub.good + 5  # the server goes away after five more answers
+    with pytest.raises(ModelError) as err:
+        sc.score_detailed(REQUESTS)
+    assert "\n" not in str(err.value) and "rerun" in str(err.value)
+    answered = [p for p in stub.scored_prompts() if p != "Is the sky blue on a clear day? Answer (Yes/No):"]
+    assert len(answered) == 5
+    assert cache.count() == 5  # every answer was cached as it arrived
+    stub.die_after = None
+    stub.posts.clear()
+    sc2 = scorer(stub, concurrency=3, tier="completions")  # a fresh process would do the same
+    sc2.attach_cache(cache, ns)
+    scores, _ = sc2.score_detailed(REQUESTS)
+    assert scores == pytest.approx(expected(), abs=1e-9)
+    resent = stub.scored_prompts(outcome=None)
+    assert sorted(resent) == sorted(r.text for r in REQUESTS if r.text not in answered)  # nothing twice
+    keys = [k for (k,) in _cache_rows(tmp_path / "scores.sqlite")]
+    assert len(keys) == len(set(keys)) == len(REQUESTS)
+    assert set(keys) == {request_key(ns, r.text) for r in REQUESTS}
+    assert sc2.diagnostics()["api"]["usage"]["cache_hits"] == 5
+    cache.close()
+
+
+def test_cli_run_killed_and_resumed(stub_factory, tmp_path, monkeypatch, capsys):
+    stub = stub_factory(models=("smollm2",))
+    monkeypatch.setenv("RECBENCH_CACHE", str(tmp_path / "cache"))
+    args = ["zero-shot", "--model", "openai:smollm2", "--base-url", stub.url, "--scheme", "generative",
+            "--limit", "20", "--output", str(tmp_path / "out"), "--quiet", "--max-retries", "1", "--concurrency", "4"]
+    stub.die_after = 12  # probe + 11 answers, then the server is gone
+    assert main(args) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("recbench: error:")
+    probe = "Is the sky blue on a clear day? Answer (Yes/No):"
+    first = [p for p in stub.scored_prompts() if p != probe]
+    assert len(first) == 11
+    stub.die_after = None
+    n_first = len(stub.posts)
+    assert main(args) == 0
+    bodies = [stub.posts[i]["body"] for i in range(n_first, len(stub.posts))]
+    second = [b["prompt"] for b in bodies if b.get("prompt") and b["prompt"] != probe]
+    assert len(second) == len(set(second)) == 9 and not set(first) & set(second)  # nothing paid twice
+    res = json.loads((tmp_path / "out" / "openai-smollm2" / "generative" / "demo.json").read_text())
+    assert res["meta"]["n"] == 20 and res["meta"]["scorer"]["tier"] == "completions"
+    assert res["meta"]["timings"]["cached"] == 11
+    rows = _cache_rows(tmp_path / "cache" / "scores.sqlite")
+    assert len(rows) == len(set(rows))
+    # the same run once more sends nothing
+    before = len(stub.posts)
+    assert main(args) == 0
+    assert [p for p in stub.posts[before:] if "sky blue" not in json.dumps(p["body"])] == []
+
+
+# -- embeddings -----------------------------------------------------------------------------
+def test_embeddings_each_distinct_text_once_and_cached(stub, tmp_path):
+    cache = ScoreCache(tmp_path / "scores.sqlite")
+    emb = OpenAIEmbeddingScorer(SPEC, base_url=stub.url, batch_size=2, concurrency=3)
+    emb.attach_cache(cache, "ns")
+    texts = ["alpha", "beta", "alpha", "gamma", "beta", "delta", "epsilon"]
+    vecs = emb.embed(texts, "item")
+    assert vecs.shape == (7, 8) and vecs.dtype == np.float32
+    for t, v in zip(texts, vecs):
+        assert v == pytest.approx(np.asarray(expected_vector(t), dtype=np.float32))
+    sent = [t for p in stub.posts if p["path"] == "/v1/embeddings" for t in p["body"]["input"]]
+    assert sorted(sent) == sorted(set(texts))
+    assert all(p["body"]["encoding_format"] == "float" for p in stub.posts if p["path"] == "/v1/embeddings")
+    assert cache.count("vectors") == 5
+    n = len(stub.posts)
+    again = emb.embed(texts, "item")  # served from the cache
+    assert len(stub.posts) == n and np.array_equal(again, vecs)
+    d = emb.diagnostics()
+    assert d["embedding_dim"] == 8 and d["texts_embedded"] == 5 and d["api"]["usage"]["cache_hits"] == 5
+    cache.close()
+
+
+def test_embedding_inputs_truncated_to_limit(stub):
+    emb = OpenAIEmbeddingScorer(SPEC, base_url=stub.url, max_length=100)
+    long = "word " * 2000
+    emb.embed([long, "short"], "user")
+    sent = [t for p in stub.posts if p["path"] == "/v1/embeddings" for t in p["body"]["input"]]
+    assert pricing.estimate_tokens(sent[0]) <= emb.context_budget < 100 and sent[1] == "short"
+    assert emb.diagnostics()["inputs_truncated"] == 1
+
+
+def test_token_level_embeddings_refused_clearly(stub, monkeypatch):
+    monkeypatch.setattr(stub, "_embeddings", lambda body: {"object": "list", "data": [
+        {"index": i, "embedding": [[0.1, 0.2], [0.3, 0.4]]} for i, _ in enumerate(body["input"])]})
+    emb = OpenAIEmbeddingScorer(SPEC, base_url=stub.url)
+    with pytest.raises(ModelError, match="one vector per token"):
+        emb.embed(["a"], "user")
+
+
+def test_python_api_with_base_url(stub_factory, tmp_path):
+    from recbench import RecBench
+
+    stub = stub_factory(models=("smollm2",))
+    bench = RecBench(model="openai:smollm2", base_url=stub.url, scenarios=["demo"], limit=8,
+                     output_dir=str(tmp_path), progress=False, concurrency=2)
+    table = bench.evaluate()
+    assert list(table["scenario"]) == ["demo"] and table["n"][0] == 8 and 0 <= table["gauc"][0] <= 1
+    assert bench.runs[0].meta["scorer"]["tier"] == "completions"
+
+
+def test_make_scorer_from_run(stub):
+    run = RunConfig(scheme="discriminative", base_url=stub.url, concurrency=2)
+    emb = make_scorer(SPEC, run)
+    assert isinstance(emb, OpenAIEmbeddingScorer) and emb.concurrency == 2
+    gen = make_scorer(SPEC, RunConfig(scheme="generative", base_url=stub.url, api_tier="chat"))
+    assert isinstance(gen, OpenAIGenerativeScorer) and gen.tier == "chat"
+
+
+# -- bad input ------------------------------------------------------------------------------
+def test_no_key_for_openai_is_one_line(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="no API key: set the environment variable OPENAI_API_KEY"):
+        OpenAIGenerativeScorer(resolve_model("openai:gpt-3.5-turbo"))
+    rc = main(["zero-shot", "--model", "gpt-3.5", "--limit", "5", "--output", str(tmp_path), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and len(err) == 1 and "OPENAI_API_KEY" in err[0]
+
+
+def test_named_key_variable_must_be_set(stub):
+    with pytest.raises(ConfigError, match="MY_KEY"):
+        scorer(stub, api_key_env="MY_KEY")
+    with pytest.raises(ConfigError, match="--api-key-env"):
+        scorer(stub, api_key_env="not a name")
+
+
+def test_local_server_needs_no_key(stub):
+    assert scorer(stub).tier == "completions"  # OPENAI_API_KEY is unset in tests
+
+
+def test_wrong_base_url_is_one_line(stub, capsys, tmp_path):
+    from llama_server import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    with pytest.raises(ConfigError, match="cannot reach") as err:
+        scorer(stub, base_url=url)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="--base-url"):
+        scorer(stub, base_url="localhost:8000")
+    # a real server at the wrong path: no /models, no /completions, no /chat
+    wrong = stub.url[: -len("/v1")] + "/nothing"
+    with pytest.raises(ModelError, match="check --base-url") as err:
+        scorer(stub, base_url=wrong)
+    assert "\n" not in str(err.value)
+    rc = main(["zero-shot", "--model", "openai:x", "--base-url", url, "--limit", "5", "--output", str(tmp_path),
+               "--quiet", "--max-retries", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and len(err) == 1 and "cannot reach" in err[0]
+
+
+def test_unknown_model_is_one_line(stub):
+    spec = ModelSpec("openai:nope", "openai", "nope")
+    with pytest.raises(ModelError, match=r"model 'nope' is not served .*it serves: stub-model"):
+        OpenAIGenerativeScorer(spec, base_url=stub.url)
+
+
+def test_unknown_model_on_server_without_model_list(stub_factory):
+    stub = stub_factory(list_models=False)
+    spec = ModelSpec("openai:nope", "openai", "nope")
+    with pytest.raises(ModelError, match="does not serve model 'nope'"):
+        OpenAIGenerativeScorer(spec, base_url=stub.url)
+
+
+# -- secrets --------------------------------------------------------------------------------
+def test_key_never_written_anywhere(stub_factory, tmp_path, monkeypatch, caplog, capsys):
+    stub = stub_factory(models=("smollm2",), require_key=SECRET)
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.setenv("RECBENCH_CACHE", str(tmp_path / "cache"))
+    caplog.set_level(logging.DEBUG)
+    stub.faults.extend([("429", 0), "500"])  # retries are logged
+    out = tmp_path / "out"
+    for scheme in ("generative", "discriminative"):
+        rc = main(["zero-shot", "--model", "openai:smollm2", "--base-url", stub.url, "--scheme", scheme,
+                   "--limit", "10", "--output", str(out), "--quiet", "--log-samples"])
+        assert rc == 0
+    assert all(h == f"Bearer {SECRET}" for h in stub.headers_seen)  # the key was used...
+    captured = capsys.readouterr()
+    blobs = [captured.out, captured.err, caplog.text]
+    blobs += [p.read_bytes().decode("utf-8", "replace") for p in out.rglob("*") if p.is_file()]
+    blobs += [p.read_bytes().decode("latin-1") for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert "retrying" in caplog.text and "HTTP Request" in caplog.text
+    assert blobs and all(SECRET not in b and "secret-test" not in b for b in blobs)  # ...and never written
+    # a rejected key: one line without the key, even though the server echoes it masked
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-secret-key-123456")
+    with pytest.raises(ConfigError) as err:
+        scorer(stub)
+    msg = str(err.value)
+    assert "rejected the API key" in msg and "wrong-secret" not in msg and "3456" not in msg and "\n" not in msg
+    assert err.value.__context__ is None and err.value.__cause__ is None
+    monkeypatch.delenv("OPENAI_API_KEY")
+    with pytest.raises(ConfigError, match="needs an API key"):
+        scorer(stub)
+
+
+def test_identity_and_diagnostics_hold_no_key(stub, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    sc = scorer(stub)
+    sc.score_detailed(REQUESTS[:2])
+    text = json.dumps([sc.identity(), sc.diagnostics(), sc.label_info()])
+    assert SECRET not in text
+    url_with_user = stub.url.replace("http://", "http://user:pw@")
+    sc2 = scorer(stub, base_url=url_with_user)
+    assert "pw" not in json.dumps(sc2.identity()) and sc2.identity()["endpoint"] == stub.url
+
+
+# -- dry run and prices ---------------------------------------------------------------------
+def test_dry_run_sends_nothing_and_estimates_cost(stub, tmp_path):
+    sc = OpenAIGenerativeScorer(resolve_model("gpt-3.5"), dry_run=True)  # no key needed to count
+    est = sc.dry_run_estimate(REQUESTS + REQUESTS[:2])
+    assert est["requests"] == len(REQUESTS)
+    tokens = sum(pricing.estimate_tokens(r.text) for r in REQUESTS)
+    assert est["prompt_tokens"] == tokens and est["completion_tokens"] == len(REQUESTS)
+    assert est["estimated_cost_usd"] == pytest.approx((tokens * 0.5 + len(REQUESTS) * 1.5) / 1e6, abs=1e-6)
+    assert "gpt-3.5-turbo" in est["price_source"]
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"stub-model": {"input": 1000.0, "output": 0}}))
+    local = OpenAIGenerativeScorer(SPEC, base_url=stub.url, dry_run=True, prices=str(prices), tier="chat")
+    est = local.dry_run_estimate([r.text for r in REQUESTS])
+    assert est["estimated_cost_usd"] == pytest.approx(est["prompt_tokens"] * 1000.0 / 1e6, abs=1e-6)
+    assert est["prompt_tokens"] == tokens + 8 * len(REQUESTS)  # chat wrapping
+    assert stub.posts == []
+
+
+def test_cli_dry_run(stub_factory, tmp_path, capsys, monkeypatch):
+    stub = stub_factory(models=("smollm2",))
+    monkeypatch.setenv("RECBENCH_CACHE", str(tmp_path / "cache"))
+    rc = main(["zero-shot", "--model", "openai:smollm2", "--base-url", stub.url, "--limit", "10",
+               "--output", str(tmp_path / "out"), "--quiet", "--dry-run"])
+    assert rc == 0 and stub.posts == []
+    err = capsys.readouterr().err
+    assert "'requests': 10" in err and "estimated_cost_usd" in err
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.json"))
+
+
+def test_price_table(tmp_path):
+    table = pricing.load_prices()
+    assert pricing.lookup("gpt-4o-2024-08-06", table)[1] == "gpt-4o"
+    assert pricing.lookup("gpt-4o-mini-2024-07-18", table)[1] == "gpt-4o-mini"
+    assert pricing.lookup("mystery", table) == (None, None)
+    cost, src = pricing.estimate_cost("gpt-3.5-turbo", 1_000_000, 1_000_000)
+    assert cost == pytest.approx(2.0) and "built-in" in src
+    assert pricing.estimate_cost("llama", 10, base_url="http://127.0.0.1:8000/v1")[0] == 0.0
+    cost, src = pricing.estimate_cost("llama", 10, base_url="https://api.example.com/v1")
+    assert cost is None and "--prices" in src
+    extra = tmp_path / "p.json"
+    extra.write_text(json.dumps({"models": {"gpt-3.5-turbo": {"input": 1, "output": 1}, "mine": {"input": 2}}}))
+    assert pricing.estimate_cost("gpt-3.5-turbo", 1_000_000, extra=str(extra))[0] == pytest.approx(1.0)
+    assert pricing.estimate_cost("mine", 1_000_000, 1_000_000, extra=str(extra))[0] == pytest.approx(4.0)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"m": {"input": "cheap"}}))
+    with pytest.raises(ConfigError, match="must be a number"):
+        pricing.load_prices(str(bad))
+    with pytest.raises(ConfigError, match="not found"):
+        pricing.load_prices(str(tmp_path / "missing.json"))
+    assert pricing.estimate_tokens("abcd" * 10) == 10 and pricing.estimate_tokens("日本語") == 3
