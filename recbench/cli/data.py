@@ -364,7 +364,7 @@ def run_prepare(args) -> int:
 
 def _cached_summary(src, args) -> Tuple[Optional[dict], str]:
     """The summary of a cached default build, and a line on why there is none."""
-    from ..scenarios import BuildReport, resolve_raw_dir
+    from ..scenarios import BuildReport, resolve_raw_dir, split_cache_key
     from ..scenarios import cache as _cache
 
     if src.option_names():
@@ -381,8 +381,7 @@ def _cached_summary(src, args) -> Tuple[Optional[dict], str]:
     except RecBenchError as exc:
         return None, f"raw files not found: {exc}"
     # Mirrors the key load_scenario computes for the default sizes.
-    key = _cache.cache_key(src.name, src.loader_version, args.seed, src.default_num_test,
-                           src.default_num_finetune, {}, _cache.raw_fingerprint(files))
+    key = split_cache_key(src, files, args.seed, src.default_num_test, src.default_num_finetune, {})
     entry = _cache_entry(args.cache_dir, src.name, key)
     scenario = _cache.load(entry) if entry is not None else None
     if scenario is None:

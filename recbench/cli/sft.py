@@ -39,7 +39,7 @@ def register(sub) -> None:
     p.add_argument("--valid", help="validation scenarios (default: the training ones)")
     groups = {
         "data": ("scheme", "output_dir", "raw_dir", "data_seed", "num_finetune", "max_train_samples",
-                 "max_valid_samples", "template", "chat_template", "strict"),
+                 "max_valid_samples", "template", "strict"),
         "LoRA": ("lora_r", "lora_alpha", "lora_dropout", "target_modules", "lora_layers"),
     }
     g_data = p.add_argument_group("data and prompts")
@@ -61,6 +61,11 @@ def register(sub) -> None:
             if meta.get("metavar"):
                 kw["metavar"] = meta["metavar"]
         group.add_argument(flag, **kw)
+    chat = g_data.add_mutually_exclusive_group()
+    chat.add_argument("--chat-template", dest="chat_template", action="store_true", default=None,
+                      help="wrap prompts in the model's chat template (default: the alias's choice, as zero-shot; "
+                      "evaluate with the same setting)")
+    chat.add_argument("--no-chat-template", dest="chat_template", action="store_false", help="send raw prompts")
     g_opt.add_argument("--no-resume", action="store_true", help="discard an interrupted run of this config")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -74,7 +79,7 @@ def config_from_args(args):
     values = {f.name: getattr(args, f.name) for f in cli_fields()}
     return SFTConfig(
         model=args.model, train=args.train, valid=args.valid, batch_size=args.batch_size,
-        max_length=args.max_length, quantization=args.quantization, dtype=args.dtype, device=args.device,
+        max_length=args.max_length, chat_template=args.chat_template, quantization=args.quantization, dtype=args.dtype, device=args.device,
         device_map=args.device_map, trust_remote_code=args.trust_remote_code, revision=args.revision,
         resume=not args.no_resume, progress=not args.quiet, **values,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Callable, Optional, Union
@@ -30,6 +31,14 @@ def resolve_raw_dir(name: str, raw_dir: Optional[PathLike]) -> Optional[Path]:
     if (root / name).is_dir():
         return root / name
     return root
+
+
+def split_cache_key(source_cls, files, seed: int, num_test: int, num_finetune: int, options: dict) -> str:
+    """The cache key of a build: settings plus the fingerprint of the raw files and of the
+    loader's own source (a changed loader never reuses old splits)."""
+    fingerprint = _cache.raw_fingerprint(list(files) + [Path(inspect.getfile(source_cls))])
+    return _cache.cache_key(source_cls.name, source_cls.loader_version, seed, num_test, num_finetune, options,
+                            fingerprint)
 
 
 def load_scenario(
@@ -68,10 +77,7 @@ def load_scenario(
     report = BuildReport(strict=strict)
     source = source_cls(folder, report, **options)
     files = source.raw_files()
-    key = _cache.cache_key(
-        source_cls.name, source_cls.loader_version, seed, num_test, num_finetune, options,
-        _cache.raw_fingerprint(files),
-    )
+    key = split_cache_key(source_cls, files, seed, num_test, num_finetune, options)
     entry = Path(cache_dir or _cache.default_cache_dir()) / "scenarios" / source_cls.name / key
     if use_cache:
         cached = _cache.load(entry)

@@ -119,14 +119,14 @@ class HFGenerativeScorer(GenerativeScorer):
         else:
             self.device = str(next(model.parameters()).device)
         self.model = model
+        self.chat = bool(chat_template)
+        if self.chat and not getattr(self.tokenizer, "chat_template", None):
+            raise ModelError(f"--chat-template asked for, but model '{spec.name}' has no chat template")
         self.adapter_info: Optional[Dict] = None
         if adapter:
             from ..sft.adapter import apply_adapter
 
             self.model, self.adapter_info = apply_adapter(self.model, adapter, self)
-        self.chat = bool(chat_template)
-        if self.chat and not getattr(self.tokenizer, "chat_template", None):
-            raise ModelError(f"--chat-template asked for, but model '{spec.name}' has no chat template")
         self.prefix_reuse = prefix_reuse and not self.masked
         self.batch_size, self.auto_batch = parse_batch_size(batch_size)
         if self.auto_batch and str(self.device).startswith("cuda"):
@@ -322,11 +322,28 @@ class HFGenerativeScorer(GenerativeScorer):
             self._prefix_cache.popitem(last=False)
         return past
 
+    def _expanded_cache(self, past, batch: int):
+        """A cache holding the prefix for `batch` rows without copying it: the rows are
+        broadcast views (expand) of the one prefix; only the suffixes' own K/V get written.
+        Falls back to a deep copy for cache types that cannot be rebuilt from tensors."""
+        layers = getattr(past, "layers", None)
+        if layers and all(hasattr(layer, "keys") and getattr(layer, "keys", None) is not None for layer in layers):
+            try:
+                from transformers import DynamicCache
+
+                data = [(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1))
+                        for layer in layers]
+                return DynamicCache(ddp_cache_data=data, config=self.model.config)
+            except (TypeError, ValueError, RuntimeError, AttributeError):
+                pass
+        past = copy.deepcopy(past)
+        if batch > 1:
+            past.batch_repeat_interleave(batch)
+        return past
+
     def _score_suffixes(self, prefix_ids: List[int], batch: List[List[int]]) -> List[Tuple[float, float]]:
         torch = self.torch
-        past = copy.deepcopy(self._prefix_state(prefix_ids))
-        if len(batch) > 1:
-            past.batch_repeat_interleave(len(batch))
+        past = self._expanded_cache(self._prefix_state(prefix_ids), len(batch))
         plen = len(prefix_ids)
         width = max(len(s) for s in batch)
         ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)

@@ -308,6 +308,7 @@ def apply_adapter(model, adapter_path, scorer) -> Tuple[object, Dict]:
     except (TypeError, ValueError) as exc:
         raise ModelError(f"{where}: unreadable {ADAPTER_CONFIG}: {str(exc).splitlines()[0][:160]}") from None
     config.inference_mode = True
+    config.base_model_name_or_path = None  # checked above; peft would warn that it differs from this folder
     try:
         peft_model = peft.get_peft_model(model, config)
     except ValueError as exc:
@@ -365,7 +366,7 @@ def _warn_prompt_mismatch(prompt: Optional[Dict], scorer) -> None:
         notes.append(f"--max-length {prompt.get('max_length')}")
     chat = getattr(scorer, "chat", None)
     if chat is not None and bool(prompt.get("chat_template")) != bool(chat):
-        notes.append("--chat-template" if prompt.get("chat_template") else "no --chat-template")
+        notes.append("--chat-template" if prompt.get("chat_template") else "--no-chat-template")
     if notes:
         print(f"recbench: note: the adapter was trained with {', '.join(notes)}; evaluate with the same "
               "settings for identical inputs", file=sys.stderr)

@@ -69,7 +69,8 @@ class SFTConfig:
     max_valid_samples: Optional[int] = _opt(None, "use at most N validation samples per scenario (whole users)",
                                             type=int, metavar="N")
     template: Optional[str] = _opt(None, "prompt template id or .txt path (evaluate with the same --template)")
-    chat_template: bool = _opt(False, "wrap prompts in the model's chat template (evaluate with --chat-template)")
+    chat_template: Optional[bool] = _opt(None, "wrap prompts in the model's chat template (None: the model "
+                                         "alias's default, as zero-shot)", cli=False)
     max_length: Optional[int] = _opt(None, "context budget in tokens (evaluate with the same --max-length)",
                                      cli=False)
     # LoRA

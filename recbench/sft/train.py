@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, DataError, ModelError, RecBenchError, require
+from ..errors import ConfigError, ModelError, RecBenchError, require
 from ..metrics import gauc as gauc_metric
 from ..models import ModelSpec, check_scheme, resolve_model
 from ..prompts import Template
@@ -102,12 +102,14 @@ def run_name(spec: ModelSpec, scheme: str, short_hash: str) -> str:
 
 def finetune(config: SFTConfig, progress: bool = True) -> SFTResult:
     """Train (or find) the LoRA adapter for `config`; see the module docstring."""
-    cfg = config.validate()
+    cfg = replace(config).validate()  # a copy: resolving defaults must not change the caller's object
     progress = bool(progress and cfg.progress)
     spec = resolve_model(cfg.model, revision=cfg.revision)
     check_scheme(spec, cfg.scheme)
     if spec.backend != "hf":
         raise ConfigError(f"fine-tuning needs local weights; '{spec.name}' is served by the {spec.backend} backend")
+    if cfg.chat_template is None:  # the alias's default, exactly as zero-shot resolves it
+        cfg.chat_template = bool(getattr(spec, "chat_default", False)) and cfg.scheme == "generative"
     template = Template.load(cfg.scheme, cfg.template)
     check_finetune_available(cfg)
     if cfg.quantization:
@@ -123,6 +125,7 @@ def finetune(config: SFTConfig, progress: bool = True) -> SFTResult:
         "template_sha256": template.sha256,
         "data": {n: sc.fingerprint for n, sc in scenarios.items()},
         "protocol": PROTOCOL_VERSION,
+        "dtype": _resolved_dtype(cfg, acc),
     }
     short = config_hash(payload)
     root = Path(cfg.output_dir) / "adapters"
@@ -177,6 +180,13 @@ def make_accelerator(cfg: SFTConfig):
 
         AcceleratorState._reset_state(reset_partial_state=True)
         return accelerate.Accelerator(cpu=cpu)
+
+
+def _resolved_dtype(cfg: SFTConfig, acc) -> str:
+    """The weights' dtype this run will use (bf16 on CUDA, fp32 on CPU unless --dtype)."""
+    from ..scorers.hf_common import pick_dtype
+
+    return str(pick_dtype(cfg.dtype, str(load_options(cfg, acc).device))).replace("torch.", "")
 
 
 def _check_quantization_possible(cfg: SFTConfig) -> None:
@@ -320,11 +330,9 @@ class _Trainer:
 
     # -- run ---------------------------------------------------------------------------------
     def run(self) -> SFTResult:
-        if self.main:
-            self.partial.mkdir(parents=True, exist_ok=True)
-        self.setup()
-        resumed = self.resume()
         try:
+            self.setup()
+            resumed = self.resume()
             self.loop(resumed)
         except KeyboardInterrupt:
             if self.main and self.step > 0:
@@ -333,10 +341,19 @@ class _Trainer:
                       file=sys.stderr)
             raise
         except (RuntimeError, MemoryError) as exc:
+            self._drop_empty_partial()
             if _is_oom(exc):
                 raise self._oom_error() from None
             raise
+        except RecBenchError:
+            self._drop_empty_partial()
+            raise
         return self.finish()
+
+    def _drop_empty_partial(self) -> None:
+        """A run that failed before its first checkpoint leaves nothing behind."""
+        if self.main and self.partial.is_dir() and not (self.partial / CHECKPOINT_DIR).is_dir():
+            shutil.rmtree(self.partial, ignore_errors=True)
 
     def _oom_error(self) -> ModelError:
         cfg = self.cfg
@@ -478,8 +495,9 @@ class _Trainer:
     def save_best(self) -> None:
         """The best adapter so far, in peft's format, at the top of the run folder."""
         if self.main:
+            self.partial.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=self.partial, prefix=".best-") as tmp:
-                self.peft_model.save_pretrained(tmp, safe_serialization=True)
+                self.peft_model.save_pretrained(tmp, safe_serialization=True, save_embedding_layers=False)
                 for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
                     os.replace(os.path.join(tmp, name), self.partial / name)
         self.acc.wait_for_everyone()
@@ -637,8 +655,8 @@ class _Trainer:
             parts.append(f"--seed {cfg.data_seed}")
         if cfg.template:
             parts.append(f"--template {cfg.template}")
-        if cfg.chat_template:
-            parts.append("--chat-template")
+        if cfg.scheme == "generative":
+            parts.append("--chat-template" if cfg.chat_template else "--no-chat-template")
         if cfg.max_length:
             parts.append(f"--max-length {cfg.max_length}")
         return " ".join(parts)
