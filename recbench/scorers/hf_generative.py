@@ -315,8 +315,9 @@ class HFGenerativeScorer(GenerativeScorer):
             return self._prefix_cache[key]
         torch = self.torch
         ids = torch.tensor([prefix_ids], device=self.device)
+        kwargs = {"logits_to_keep": 1} if self._takes_keep else {}  # the prefix's logits are never read
         with torch.inference_mode():
-            past = self.model(input_ids=ids, use_cache=True).past_key_values
+            past = self.model(input_ids=ids, use_cache=True, **kwargs).past_key_values
         self._prefix_cache[key] = past
         while len(self._prefix_cache) > 2:
             self._prefix_cache.popitem(last=False)
