@@ -27,6 +27,17 @@ from .hf_common import (
 )
 
 
+def pool(hidden, attention_mask, pooling: str):
+    """One vector per row of right-padded hidden states: cls, last (real) token, or mean."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    if pooling == "last":
+        last = attention_mask.sum(dim=1) - 1
+        return hidden[torch_module().arange(hidden.shape[0], device=hidden.device), last]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
 class HFEmbeddingScorer(EmbeddingScorer):
     backend = "hf"
 
@@ -144,15 +155,7 @@ class HFEmbeddingScorer(EmbeddingScorer):
         enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
         with torch.inference_mode():
             hidden = self.model(**enc).last_hidden_state.float()
-        mask = enc["attention_mask"].unsqueeze(-1).float()
-        if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        elif self.pooling == "last":
-            last = enc["attention_mask"].sum(dim=1) - 1
-            pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-        else:
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-        return pooled.cpu().numpy().astype(np.float32)
+        return pool(hidden, enc["attention_mask"], self.pooling).cpu().numpy().astype(np.float32)
 
     def close(self) -> None:
         self.model = None

@@ -37,6 +37,7 @@ from ..errors import ConfigError, ModelError, RecBenchError, require
 from ..metrics import gauc as gauc_metric
 from ..models import ModelSpec, check_scheme, resolve_model
 from ..prompts import Template
+from ..scorers.hf_embedding import pool
 from ..scenarios import PROTOCOL_VERSION
 from .adapter import (
     ADAPTER_CONFIG,
@@ -770,7 +771,6 @@ class DiscriminativeTrainer(_Trainer):
     def embed_pairs(self, users: List[str], items: List[str]):
         """Differentiable user and item embeddings, pooled exactly as HFEmbeddingScorer.embed
         pools them; one forward pass over both (DDP allows one forward per backward)."""
-        torch = self.torch
         sc = self.scorer
         texts = [self.spec.query_prefix + t for t in users] + [self.spec.passage_prefix + t for t in items]
         if sc.st_model is not None:
@@ -785,14 +785,7 @@ class DiscriminativeTrainer(_Trainer):
             enc = sc.tokenizer(texts, padding=True, truncation=True, max_length=sc._limit, return_tensors="pt")
             enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
             hidden = self.ddp(**enc).last_hidden_state.float()
-            mask = enc["attention_mask"].unsqueeze(-1).float()
-            if sc.pooling == "cls":
-                vec = hidden[:, 0]
-            elif sc.pooling == "last":
-                last = enc["attention_mask"].sum(dim=1) - 1
-                vec = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-            else:
-                vec = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+            vec = pool(hidden, enc["attention_mask"], sc.pooling)
         return vec[: len(users)], vec[len(users):]
 
     def loss_on(self, idx: Sequence[int]):
