@@ -230,8 +230,7 @@ class RecBench:
                                   probabilities=cfg.scheme == "generative" and not binary,
                                   bootstrap=cfg.bootstrap, seed=cfg.seed)
         meta = {
-            "model_id": self.spec.model_id if self.spec.backend != "hf" or not Path(self.spec.model_id).exists()
-            else scorer.identity().get("model_id"),
+            "model_id": scorer.identity().get("model_id", self.spec.public_id),
             "model_revision": scorer.identity().get("revision"),
             "adapter": getattr(scorer, "adapter_info", None),
             "backend": self.spec.backend,

@@ -33,6 +33,17 @@ class ModelSpec:
     note: str = ""
 
     @property
+    def public_id(self) -> str:
+        """The id written into results and cache keys: machine-independent for the packaged
+        models (no site-packages path), the file name for GGUF files."""
+        if self.name in PACKAGED:
+            module, pypi, _ = PACKAGED[self.name]
+            return f"pypi:{pypi}" + (f"/{self.gguf_file}" if self.gguf_file else "")
+        if self.gguf_file:
+            return f"{self.model_id}/{self.gguf_file}" if not Path(self.model_id).is_dir() else self.gguf_file
+        return self.model_id
+
+    @property
     def slug(self) -> str:
         """Folder-safe name for results paths."""
         raw = self.name if not Path(self.name).exists() else Path(self.name).stem

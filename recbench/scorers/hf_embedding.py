@@ -99,7 +99,7 @@ class HFEmbeddingScorer(EmbeddingScorer):
     def identity(self) -> Dict:
         return {
             "model": self.spec.name,
-            "model_id": self.spec.model_id if not self.spec.gguf_file else f"{self.spec.name}:{self.spec.gguf_file}",
+            "model_id": self.spec.public_id,
             "revision": model_revision(self.model, self.spec),
             "backend": self.backend,
             "pooling": self.pooling,

@@ -153,7 +153,7 @@ class HFGenerativeScorer(GenerativeScorer):
     def identity(self) -> Dict:
         return {
             "model": self.spec.name,
-            "model_id": self.spec.model_id if not self.spec.gguf_file else f"{self.spec.name}:{self.spec.gguf_file}",
+            "model_id": self.spec.public_id,
             "revision": model_revision(self.model, self.spec),
             "backend": self.backend,
             "kind": "masked" if self.masked else "causal",
