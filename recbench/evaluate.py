@@ -214,7 +214,8 @@ class RecBench:
         if missing_text:
             raise DataError(f"{sc.name}: {len(missing_text)} candidate item(s) have no text (e.g. {missing_text[0]})")
         builder = PromptBuilder(self.template, sc.item_noun, scorer.count_tokens, scorer.context_budget)
-        ns = namespace(scorer.identity(), scheme=cfg.scheme, template=self.template.sha256)
+        identity = scorer.identity()  # may hash model files: compute once per scenario
+        ns = namespace(identity, scheme=cfg.scheme, template=self.template.sha256)
         t0 = time.perf_counter()
         if cfg.scheme == "generative":
             scores, extra_meta, shown = self._score_generative(sc, test, texts, builder, scorer, cache, ns)
@@ -230,8 +231,8 @@ class RecBench:
                                   probabilities=cfg.scheme == "generative" and not binary,
                                   bootstrap=cfg.bootstrap, seed=cfg.seed)
         meta = {
-            "model_id": scorer.identity().get("model_id", self.spec.public_id),
-            "model_revision": scorer.identity().get("revision"),
+            "model_id": identity.get("model_id", self.spec.public_id),
+            "model_revision": identity.get("revision"),
             "adapter": getattr(scorer, "adapter_info", None),
             "backend": self.spec.backend,
             "scheme": cfg.scheme,
@@ -247,7 +248,7 @@ class RecBench:
             "scores_binary": binary,
             "truncation": builder.stats.as_dict(),
             "scorer": diag,
-            "identity": scorer.identity(),
+            "identity": identity,
             "settings": cfg.public(),
             "timings": {"score_s": round(score_s, 3), **extra_meta.pop("timings", {})},
             "packages": package_versions(),
@@ -285,10 +286,9 @@ class RecBench:
         chunk = max(CHUNK_USERS, int(getattr(scorer, "concurrency", 0) or 0) * 2)
         for start in range(0, len(todo_users), chunk):
             rows = [r for grp in todo_users[start : start + chunk] for r in grp if keys[r] not in found]
-            uniq = list(dict.fromkeys(rows, None))
-            scores, extras = scorer.score_detailed([requests[r] for r in uniq])
-            fresh = {keys[r]: s for r, s in zip(uniq, scores)}
-            fresh_extra = {keys[r]: e for r, e in zip(uniq, extras) if e}
+            scores, extras = scorer.score_detailed([requests[r] for r in rows])
+            fresh = {keys[r]: s for r, s in zip(rows, scores)}
+            fresh_extra = {keys[r]: e for r, e in zip(rows, extras) if e}
             cache.put_scores(fresh, fresh_extra)
             found.update(fresh)
             extras_found.update(fresh_extra)

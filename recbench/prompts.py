@@ -80,15 +80,11 @@ class Template:
             idx = text.find("{candidate}")
             cut = text.rfind("\n", 0, idx) + 1 if "\n" in text[:idx] else idx
             head, tail = text[:cut], text[cut:]
-        if "{history}" not in head or "{candidate}" not in tail or idx_bad(head, tail):
+        if head.count("{history}") != 1 or tail.count("{candidate}") != 1 or "{candidate}" in head:
             raise ConfigError(
                 f"template '{self.id}' must contain {{history}} before {{candidate}}, each once"
             )
         return head, tail
-
-
-def idx_bad(head: str, tail: str) -> bool:
-    return head.count("{history}") != 1 or tail.count("{candidate}") != 1 or "{candidate}" in head
 
 
 def number_history(texts: Sequence[str]) -> str:
