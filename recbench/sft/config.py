@@ -15,6 +15,9 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 from ..errors import ConfigError, suggest
 
 SFT_FORMAT_VERSION = "1"  # bump when the training recipe changes what a config produces
+# per scheme: generative 2 = batches of whole users (shuffled users), for prefix packing
+RECIPE_VERSION = {"generative": "2", "discriminative": SFT_FORMAT_VERSION}
+PACKING = ("auto", "off")
 LOSSES = {"generative": ("bce",), "discriminative": ("bce", "cosine", "contrastive")}
 SCHEDULERS = ("linear", "constant")
 DEFAULT_BATCH = 8  # micro-batch when batch_size is "auto" (halved on out-of-memory)
@@ -108,6 +111,10 @@ class SFTConfig:
     temperature: float = _opt(0.05, "discriminative bce: cosine / temperature is the logit", type=float)
     margin: float = _opt(0.5, "discriminative contrastive: margin on cosine distance", type=float)
     # hardware
+    packing: str = _opt("auto", "generative: run each user's shared prompt prefix once with all its candidates "
+                        "(block attention mask; same loss and gradients); auto: where the model's attention "
+                        "accepts it, else the plain path; off: always the plain path", choices=PACKING,
+                        hashed=False)
     gradient_checkpointing: bool = _opt(False, "recompute activations in the backward pass (less memory)",
                                         hashed=False)
     quantization: Optional[str] = _opt(None, "4bit: QLoRA (bitsandbytes, CUDA)", cli=False)
@@ -170,6 +177,8 @@ class SFTConfig:
             raise ConfigError("--weight-decay and --max-grad-norm must be >= 0")
         if not (self.temperature > 0):
             raise ConfigError(f"--temperature must be > 0, got {self.temperature!r}")
+        if self.packing not in PACKING:
+            raise ConfigError(f"unknown --packing '{self.packing}'" + suggest(str(self.packing), PACKING))
         if self.scheduler not in SCHEDULERS:
             raise ConfigError(f"unknown --scheduler '{self.scheduler}'" + suggest(self.scheduler, SCHEDULERS))
         if self.quantization not in (None, "4bit", "8bit"):
@@ -218,7 +227,7 @@ class SFTConfig:
         if self.scheme == "generative":
             out.pop("temperature", None)
             out.pop("margin", None)
-        out["format"] = SFT_FORMAT_VERSION
+        out["format"] = RECIPE_VERSION.get(self.scheme, SFT_FORMAT_VERSION)
         return out
 
 
