@@ -114,6 +114,7 @@ def measure(args, setting: str):
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0
             cuda = torch.cuda.max_memory_allocated() / 2 ** 20 if str(trainer.device).startswith("cuda") else None
+            print(f"{setting} {path}: {done / dt:.2f} samples/s", file=sys.stderr)
             rows.append({"setting": setting, "path": path, "samples_s": done / dt, "tokens_s": toks / dt,
                          "step_s": dt / args.steps, "mean_tokens": sum(tokens) / len(tokens),
                          "micro": trainer.micro, "accum": cfg.grad_accum, "peak_mb": _peak_rss_mb(),

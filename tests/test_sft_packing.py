@@ -53,30 +53,36 @@ def test_packs_split_under_the_token_budget_and_share_the_prefix():
     prefix_len = [3, 3, 3, 2, 0]
     groups = [0, 0, 0, 1, 2]
     packs = packing.make_packs(range(5), ids, prefix_len, groups, max_tokens=7)
-    # user 0: prefix (3) + 2 + 1 = 6 fits, + 3 would be 9 > 7 -> a second row with the prefix again
+    # user 0: prefix (3) + 2 + 1 = 6 fits, + 3 would be 9 > 7 -> a second pack with the prefix again
     assert [(p.prefix, p.samples) for p in packs] == [([1, 2, 3], [0, 1]), ([1, 2, 3], [2]), ([7, 8], [3]),
                                                       ([], [4])]
     assert packs[0].suffixes == [[10, 11], [12]] and packs[0].tokens == 6
-    # forward passes of whole packs under rows x width <= budget
+    # short packs share a row: 6 | 6 | 3 + 3
+    rows = packing.fill_rows(packs, 7)
+    assert [[p.samples for p in row] for row in rows] == [[[0, 1]], [[2]], [[3], [4]]]
+    # forward passes of whole rows under (rows x widest row) <= budget
     chunks = packing.plan_chunks(range(5), ids, prefix_len, groups, max_tokens=7, budget=12)
     assert chunks == [[0, 1, 2], [3, 4]]
-    assert sorted(i for c in chunks for i in c) == list(range(5))
+    assert [[p.samples for p in row] for row in packing.pack_rows(chunks[1], ids, prefix_len, groups, 7)] == \
+        [[[3], [4]]]
 
 
 def test_block_mask_and_positions():
-    pack = packing.Pack([1, 2], [0, 1], [[3, 4], [5]])
-    b = packing.packed_inputs(torch, [pack, packing.Pack([], [2], [[9]])], pad_id=0, dtype=torch.float32,
-                              device="cpu")
-    assert b.input_ids.tolist() == [[1, 2, 3, 4, 5], [9, 0, 0, 0, 0]]
-    assert b.position_ids[0].tolist() == [0, 1, 2, 3, 2]  # each suffix continues from the prefix length
+    row0 = [packing.Pack([1, 2], [0, 1], [[3, 4], [5]]), packing.Pack([], [2], [[9]])]
+    row1 = [packing.Pack([7], [3], [[8]])]
+    b = packing.packed_inputs(torch, [row0, row1], pad_id=0, dtype=torch.float32, device="cpu")
+    assert b.input_ids.tolist() == [[1, 2, 3, 4, 5, 9], [7, 8, 0, 0, 0, 0]]
+    # each suffix continues from its prefix's length; every pack restarts at 0
+    assert b.position_ids.tolist() == [[0, 1, 2, 3, 2, 0], [0, 1, 0, 0, 0, 0]]
     allowed = (b.attention_mask[:, 0] == 0).int().tolist()
-    assert allowed[0] == [[1, 0, 0, 0, 0],   # prefix: causal
-                          [1, 1, 0, 0, 0],
-                          [1, 1, 1, 0, 0],   # suffix 1: prefix + itself
-                          [1, 1, 1, 1, 0],
-                          [1, 1, 0, 0, 1]]   # suffix 2: prefix + itself, never suffix 1
-    assert allowed[1][0] == [1, 0, 0, 0, 0] and allowed[1][3] == [0, 0, 0, 1, 0]  # padding: itself only
-    assert (b.rows.tolist(), b.cols.tolist(), b.samples) == ([0, 0, 1], [3, 4, 0], [0, 1, 2])
+    assert allowed[0] == [[1, 0, 0, 0, 0, 0],   # prefix: causal
+                          [1, 1, 0, 0, 0, 0],
+                          [1, 1, 1, 0, 0, 0],   # suffix 1: prefix + itself
+                          [1, 1, 1, 1, 0, 0],
+                          [1, 1, 0, 0, 1, 0],   # suffix 2: prefix + itself, never suffix 1
+                          [0, 0, 0, 0, 0, 1]]   # the next pack (no prefix): itself only
+    assert allowed[1][:3] == [[1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0]]  # padding: itself
+    assert (b.rows.tolist(), b.cols.tolist(), b.samples) == ([0, 0, 0, 1], [3, 4, 5, 1], [0, 1, 2, 3])
 
 
 def test_prefix_length_follows_the_scorer_rule():
@@ -123,13 +129,14 @@ def test_packed_loss_and_gradients_equal_plain(arch, tiny_llama, tiny_opt, tmp_p
             if "lora_B" in name:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
     tr.net.eval()  # the models' own dropout (OPT) is random; the computation is what is compared
-    idx = list(range(0, 25))  # 2.5 users
+    idx = list(range(7, 32))  # the end of one user, two whole users, the start of another
     d.train_prefix[21] = 0  # one sample whose prompt does not split: packed as an independent sequence
     # small rows and passes: users split over rows, several rows per pass, several passes
     tr.pack_limits = lambda: (sum(len(d.train_ids[i]) for i in range(3)), 2 * tr.max_len * 2)
-    packs = packing.make_packs(idx, d.train_ids, d.train_prefix, d.train_groups, tr.pack_limits()[0])
+    rows = packing.pack_rows(idx, d.train_ids, d.train_prefix, d.train_groups, tr.pack_limits()[0])
     chunks = tr.chunks(idx)
-    assert len(packs) > 4 and any(p.prefix == [] for p in packs) and len(chunks) > 1
+    assert len(rows) > 4 and any(p.prefix == [] for row in rows for p in row) and len(chunks) > 1
+    assert any(len(row) > 1 for row in rows)  # some rows hold several packs
     assert sorted(i for c in chunks for i in c) == idx
 
     def run(packed):

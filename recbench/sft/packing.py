@@ -8,9 +8,11 @@ row holds the prefix once followed by several suffixes:
 
 A block attention mask (4D, additive) lets prefix tokens attend causally to the prefix and
 each suffix token to the whole prefix and to its own suffix only; position ids continue
-from P in every suffix, the trick the scorer's prefix path uses at inference (a KV cache of
-the prefix). Each suffix's answer logits are read at its own last token. The label logits,
-hence the loss and its gradients, equal the unpacked computation within float error.
+from P in every suffix (the trick the scorer's prefix path uses at inference with a KV
+cache of the prefix). Short packs share a row ([pack A | pack B | padding], each attending
+only within itself, positions restarting at 0), so little goes to padding. Each suffix's
+answer logits are read at its own last token: the label logits, hence the loss and its
+gradients, equal the unpacked computation within float error.
 
 Samples whose tokenization does not start with their prefix's tokens (prefix length 0)
 are packed as independent sequences (an empty prefix: block-diagonal causal attention).
@@ -18,7 +20,7 @@ Whether a model's attention honours such masks is checked by a small probe
 (`check_support`); where it does not, training falls back to the plain path.
 
 Everything here is a pure function of token ids, so a scheme's SFT objective can call it
-directly: `make_packs` -> `plan_chunks` -> `packed_inputs` -> `answer_logits`.
+directly: `plan_chunks` (forward passes) -> `pack_rows` -> `packed_inputs` -> `answer_logits`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-PACK_FACTOR = 2  # a packed row holds at most PACK_FACTOR x the longest sample's tokens
+PACK_FACTOR = 2  # a packed row holds at most PACK_FACTOR x the longest sample's tokens ...
+MIN_ROW_TOKENS = 1024  # ... or this many, whichever is larger (attention over a row is quadratic)
 
 
 @dataclass
@@ -91,58 +94,90 @@ def make_packs(idx: Sequence[int], ids: Sequence[Sequence[int]], prefix_len: Seq
     return packs
 
 
+def fill_rows(packs: Sequence[Pack], max_tokens: int) -> List[List[Pack]]:
+    """Consecutive packs share a row while it stays within `max_tokens` (next fit, in order):
+    short packs (a user's last candidates of a step, short prompts) need no padding."""
+    rows: List[List[Pack]] = []
+    used = 0
+    for p in packs:
+        if rows and used + p.tokens <= max_tokens:
+            rows[-1].append(p)
+            used += p.tokens
+        else:
+            rows.append([p])
+            used = p.tokens
+    return rows
+
+
+def pack_rows(idx: Sequence[int], ids: Sequence[Sequence[int]], prefix_len: Sequence[int],
+              groups: Sequence[int], max_tokens: int) -> List[List[Pack]]:
+    """The packed rows of samples `idx` (`make_packs`, then `fill_rows`), each within `max_tokens`."""
+    return fill_rows(make_packs(idx, ids, prefix_len, groups, max_tokens), max_tokens)
+
+
 def plan_chunks(idx: Sequence[int], ids: Sequence[Sequence[int]], prefix_len: Sequence[int],
                 groups: Sequence[int], max_tokens: int, budget: int) -> List[List[int]]:
-    """Split samples `idx` into forward passes of whole packs whose padded size
-    (rows x widest row) stays within `budget` tokens (at least one pack per pass).
-    `make_packs` on each returned chunk gives back the same packs."""
+    """Split samples `idx` into forward passes of whole rows whose padded size (rows x widest
+    row) stays within `budget` tokens (at least one row per pass). `pack_rows` on each
+    returned chunk gives back the same rows."""
     chunks: List[List[int]] = []
     cur: List[int] = []
-    rows = width = 0
-    for p in make_packs(idx, ids, prefix_len, groups, max_tokens):
-        w = max(width, p.tokens)
-        if cur and (rows + 1) * w > budget:
+    n = width = 0
+    for row in pack_rows(idx, ids, prefix_len, groups, max_tokens):
+        tokens = sum(p.tokens for p in row)
+        w = max(width, tokens)
+        if cur and (n + 1) * w > budget:
             chunks.append(cur)
-            cur, rows, w = [], 0, p.tokens
-        cur.extend(p.samples)
-        rows, width = rows + 1, w
+            cur, n, w = [], 0, tokens
+        for p in row:
+            cur.extend(p.samples)
+        n, width = n + 1, w
     if cur:
         chunks.append(cur)
     return chunks
 
 
-def packed_inputs(torch, packs: Sequence[Pack], pad_id: int, dtype, device) -> PackedBatch:
-    """Token ids, positions, block attention mask and answer coordinates of `packs`."""
-    width = max(p.tokens for p in packs)
-    n = len(packs)
+def packed_inputs(torch, rows: Sequence[Sequence[Pack]], pad_id: int, dtype, device) -> PackedBatch:
+    """Token ids, positions, block attention mask and answer coordinates of packed `rows`.
+
+    Within a row, pack b's tokens carry block b; its prefix segment 0 and its k-th suffix
+    segment k. A token attends to earlier tokens of its own block that are prefix or its own
+    segment; positions restart at 0 with every pack's prefix."""
+    width = max(sum(p.tokens for p in row) for row in rows)
+    n = len(rows)
     ids = torch.full((n, width), int(pad_id), dtype=torch.long)
     pos = torch.zeros((n, width), dtype=torch.long)
-    seg = torch.full((n, width), -1, dtype=torch.long)  # 0 prefix, k suffix k, -1 padding
-    rows: List[int] = []
+    blk = torch.full((n, width), -1, dtype=torch.long)  # pack within the row; -1 padding
+    seg = torch.zeros((n, width), dtype=torch.long)  # 0 prefix, k suffix k
+    out_rows: List[int] = []
     cols: List[int] = []
     samples: List[int] = []
-    for r, p in enumerate(packs):
-        plen = len(p.prefix)
-        if plen:
-            ids[r, :plen] = torch.tensor(p.prefix)
-            pos[r, :plen] = torch.arange(plen)
-            seg[r, :plen] = 0
-        at = plen
-        for k, (i, s) in enumerate(zip(p.samples, p.suffixes), start=1):
-            ids[r, at:at + len(s)] = torch.tensor(s)
-            pos[r, at:at + len(s)] = torch.arange(plen, plen + len(s))
-            seg[r, at:at + len(s)] = k
-            at += len(s)
-            rows.append(r)
-            cols.append(at - 1)
-            samples.append(i)
-    q, k = seg[:, :, None], seg[:, None, :]
+    for r, row in enumerate(rows):
+        at = 0
+        for b, p in enumerate(row):
+            plen = len(p.prefix)
+            if plen:
+                ids[r, at:at + plen] = torch.tensor(p.prefix)
+                pos[r, at:at + plen] = torch.arange(plen)
+                blk[r, at:at + plen] = b
+                at += plen
+            for k, (i, s) in enumerate(zip(p.samples, p.suffixes), start=1):
+                ids[r, at:at + len(s)] = torch.tensor(s)
+                pos[r, at:at + len(s)] = torch.arange(plen, plen + len(s))
+                blk[r, at:at + len(s)] = b
+                seg[r, at:at + len(s)] = k
+                at += len(s)
+                out_rows.append(r)
+                cols.append(at - 1)
+                samples.append(i)
     causal = torch.ones((width, width), dtype=torch.bool).tril()
-    allowed = causal & (q >= 0) & ((k == 0) | (k == q))
+    same = (blk[:, :, None] == blk[:, None, :]) & (blk[:, :, None] >= 0)
+    visible = (seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None])
+    allowed = causal & same & visible
     allowed |= torch.eye(width, dtype=torch.bool)  # padding attends to itself: no empty softmax row
     mask = torch.zeros((n, 1, width, width), dtype=dtype)
     mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
-    return PackedBatch(ids.to(device), pos.to(device), mask.to(device), torch.tensor(rows, device=device),
+    return PackedBatch(ids.to(device), pos.to(device), mask.to(device), torch.tensor(out_rows, device=device),
                        torch.tensor(cols, device=device), samples)
 
 
@@ -209,7 +244,7 @@ def check_support(torch, model, *, takes_pos: bool, takes_keep: bool, masked: bo
             tol = (1e-4 if dtype == torch.float32 else 5e-2) * max(1.0, float(ref.abs().max()))
             for keep in ([True, False] if takes_keep else [False]):
                 try:
-                    got = answer_logits(torch, model, packed_inputs(torch, [pack], pad_id, dtype, device), keep).float()
+                    got = answer_logits(torch, model, packed_inputs(torch, [[pack]], pad_id, dtype, device), keep).float()
                 except Exception as exc:  # noqa: BLE001 - any failure means: not supported this way
                     reason = f"the packed forward failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
                     continue
@@ -225,5 +260,5 @@ def check_support(torch, model, *, takes_pos: bool, takes_keep: bool, masked: bo
     return False, False, reason
 
 
-__all__ = ["PACK_FACTOR", "Pack", "PackedBatch", "answer_logits", "check_support", "make_packs", "packed_inputs",
-           "plain_answer_logits", "plan_chunks", "prefix_length"]
+__all__ = ["MIN_ROW_TOKENS", "PACK_FACTOR", "Pack", "PackedBatch", "answer_logits", "check_support", "fill_rows",
+           "make_packs", "pack_rows", "packed_inputs", "plain_answer_logits", "plan_chunks", "prefix_length"]

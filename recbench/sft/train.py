@@ -801,10 +801,12 @@ class GenerativeTrainer(_Trainer):
 
     def pack_limits(self):
         """(tokens per packed row, padded tokens per forward pass). A forward pass never holds
-        more tokens than a plain micro-batch of the longest samples would."""
-        from .packing import PACK_FACTOR
+        more tokens than a plain micro-batch of the longest samples would; both shrink with
+        the micro-batch on out-of-memory."""
+        from .packing import MIN_ROW_TOKENS, PACK_FACTOR
 
-        return PACK_FACTOR * self.max_len, self.micro * self.max_len
+        budget = self.micro * self.max_len
+        return min(max(PACK_FACTOR * self.max_len, MIN_ROW_TOKENS), budget), budget
 
     def chunks(self, mine: List[int]) -> List[List[int]]:
         if not self.packed:
@@ -822,11 +824,11 @@ class GenerativeTrainer(_Trainer):
 
     def packed_loss(self, idx: Sequence[int]):
         """BCE on P(Yes) over packed rows: each user's prefix once, its candidates behind it."""
-        from .packing import answer_logits, make_packs, packed_inputs
+        from .packing import answer_logits, pack_rows, packed_inputs
 
         torch, d = self.torch, self.data
-        packs = make_packs(idx, d.train_ids, d.train_prefix, d.train_groups, self.pack_limits()[0])
-        batch = packed_inputs(torch, packs, self.scorer.pad_id, self.mask_dtype, self.device)
+        rows = pack_rows(idx, d.train_ids, d.train_prefix, d.train_groups, self.pack_limits()[0])
+        batch = packed_inputs(torch, rows, self.scorer.pad_id, self.mask_dtype, self.device)
         last = answer_logits(torch, self.ddp, batch, self.pack_keep)
         y = torch.tensor(d.labels[batch.samples], dtype=torch.float32, device=self.device)
         diff = last[:, self.labels.yes_id].float() - last[:, self.labels.no_id].float()
