@@ -13,9 +13,11 @@ on the same samples, in two settings:
     python benchmarks/sft_speed.py --settings short --steps 5
     python benchmarks/sft_speed.py --model opt-large --device cuda --lora-layers 8
 
-"peak MB" is the process's peak resident memory during the timed steps (Linux; the high-water
-mark is reset before each path), plus peak CUDA memory on a GPU. Timings on a shared machine
-are noisy: compare the ratios of one run. No output files are written.
+The two paths alternate step by step on the same samples (after one warm-up step each), so
+a change of load on a shared machine hits both alike; still, timings there are noisy:
+compare the ratios of one run. "peak MB" is the process's peak resident memory during a
+path's steps (Linux: the high-water mark is reset before every step; the model and data are
+included), plus peak CUDA memory on a GPU. No output files are written.
 """
 
 from __future__ import annotations
@@ -92,33 +94,44 @@ def measure(args, setting: str):
         per = trainer.per_step
         order = [int(i) for i in epoch_order(n, cfg.seed, 0, per, trainer.batch_groups())]
         tokens = [len(x) for x in trainer.data.train_ids]
-        for path in args.paths.split(","):
-            path = path.strip()
+        paths = []
+        for path in (p.strip() for p in args.paths.split(",") if p.strip()):
             if path == "packed" and not supported:
                 print(f"{setting}: packing unavailable ({note})", file=sys.stderr)
                 continue
-            trainer.packed = path == "packed"
-            steps = [order[s * per:(s + 1) * per] for s in range(args.steps + 1)]
-            trainer.train_step(steps[0])  # warm-up (allocations, kernels)
-            _reset_peak()
-            if str(trainer.device).startswith("cuda"):
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-            t0 = time.perf_counter()
-            done = toks = 0
-            for idx in steps[1:]:
+            paths.append(path)
+        steps = [[order[(s * per + j) % len(order)] for j in range(per)] for s in range(args.steps + 1)]
+        cuda = str(trainer.device).startswith("cuda")
+        stats = {p: {"s": 0.0, "done": 0, "toks": 0, "peak": 0.0, "cuda": 0.0} for p in paths}
+        for k, idx in enumerate(steps):  # the paths alternate step by step: load drifts hit both alike
+            for path in paths:
+                trainer.packed = path == "packed"
+                _reset_peak()
+                if cuda:
+                    torch.cuda.synchronize()
+                    torch.cuda.reset_peak_memory_stats()
+                t0 = time.perf_counter()
                 trainer.train_step(idx)
-                done += len(idx)
-                toks += sum(tokens[i] for i in idx)
-            if str(trainer.device).startswith("cuda"):
-                torch.cuda.synchronize()
-            dt = time.perf_counter() - t0
-            cuda = torch.cuda.max_memory_allocated() / 2 ** 20 if str(trainer.device).startswith("cuda") else None
-            print(f"{setting} {path}: {done / dt:.2f} samples/s", file=sys.stderr)
-            rows.append({"setting": setting, "path": path, "samples_s": done / dt, "tokens_s": toks / dt,
-                         "step_s": dt / args.steps, "mean_tokens": sum(tokens) / len(tokens),
-                         "micro": trainer.micro, "accum": cfg.grad_accum, "peak_mb": _peak_rss_mb(),
-                         "cuda_mb": cuda, "device": str(trainer.device), "note": note})
+                if cuda:
+                    torch.cuda.synchronize()
+                dt = time.perf_counter() - t0
+                if k == 0:
+                    continue  # warm-up (allocations, kernels)
+                st = stats[path]
+                st["s"] += dt
+                st["done"] += len(idx)
+                st["toks"] += sum(tokens[i] for i in idx)
+                st["peak"] = max(st["peak"], _peak_rss_mb() or 0.0)
+                if cuda:
+                    st["cuda"] = max(st["cuda"], torch.cuda.max_memory_allocated() / 2 ** 20)
+                print(f"{setting} {path} step {k}: {dt:.1f} s", file=sys.stderr)
+        for path in paths:
+            st = stats[path]
+            rows.append({"setting": setting, "path": path, "samples_s": st["done"] / st["s"],
+                         "tokens_s": st["toks"] / st["s"], "step_s": st["s"] / args.steps,
+                         "mean_tokens": sum(tokens) / len(tokens), "micro": trainer.micro, "accum": cfg.grad_accum,
+                         "peak_mb": st["peak"] or None, "cuda_mb": st["cuda"] if cuda else None,
+                         "device": str(trainer.device), "note": note})
     return rows
 
 

@@ -779,6 +779,7 @@ class GenerativeTrainer(_Trainer):
                 self.pack_note = f"off: {self.pack_note}; the plain path runs every prompt in full"
         lengths = [len(x) for x in self.data.train_ids]
         self.max_len = max(lengths) if lengths else 1
+        self.mean_len = max(1, -(-sum(lengths) // len(lengths))) if lengths else 1
         emb = self.net.get_input_embeddings().weight.dtype
         self.mask_dtype = emb if emb.is_floating_point else self.torch.float32
         self._say("prefix packing: " + (f"on ({self.pack_note})" if self.packed else self.pack_note))
@@ -800,12 +801,13 @@ class GenerativeTrainer(_Trainer):
         return list(self.data.train_groups) or None
 
     def pack_limits(self):
-        """(tokens per packed row, padded tokens per forward pass). A forward pass never holds
-        more tokens than a plain micro-batch of the longest samples would; both shrink with
-        the micro-batch on out-of-memory."""
+        """(tokens per packed row, padded tokens per forward pass). A forward pass holds at most
+        the tokens a plain micro-batch of average prompts holds (batch-size x mean length), so
+        packing lowers peak memory as well as time; both shrink with the micro-batch on
+        out-of-memory (a row always takes at least one pack, a pass one row)."""
         from .packing import MIN_ROW_TOKENS, PACK_FACTOR
 
-        budget = self.micro * self.max_len
+        budget = self.micro * self.mean_len
         return min(max(PACK_FACTOR * self.max_len, MIN_ROW_TOKENS), budget), budget
 
     def chunks(self, mine: List[int]) -> List[List[int]]:
