@@ -69,8 +69,8 @@ def prefix_length(full_ids: Sequence[int], prefix_ids: Sequence[int]) -> int:
 
 def make_packs(idx: Sequence[int], ids: Sequence[Sequence[int]], prefix_len: Sequence[int],
                groups: Sequence[int], max_tokens: int) -> List[Pack]:
-    """Packs for samples `idx`: samples of one prefix group share a row while the row stays
-    within `max_tokens` (else the group is split over several rows, each with the prefix).
+    """Packs for samples `idx`: samples of one prefix group share a pack while it stays within
+    `max_tokens` (else the group is split over several packs, each with the prefix).
 
     `groups[i]` names sample i's prefix (equal ids <=> equal prefix tokens); samples with
     prefix_len 0 share one group with an empty prefix. Deterministic in the order of idx."""
@@ -248,8 +248,11 @@ def check_support(torch, model, *, takes_pos: bool, takes_keep: bool, masked: bo
                 except Exception as exc:  # noqa: BLE001 - any failure means: not supported this way
                     reason = f"the packed forward failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
                     continue
+                if got.shape != ref.shape:
+                    reason = f"the packed forward returned logits of shape {tuple(got.shape)}"
+                    continue
                 err = float((got - ref).abs().max())
-                if got.shape == ref.shape and err <= tol:
+                if err <= tol:
                     return True, keep, f"block-mask probe matched (max |logit diff| {err:.2e}, attention '{impl or '?'}')"
                 reason = (f"the model ignores the block attention mask (probe logits differ by {err:.3g}, "
                           f"attention '{impl or '?'}')")
