@@ -36,6 +36,7 @@ class HMSource(RawSource):
     item_noun = "fashion product"
     description = "H&M purchases (Kaggle); all purchases liked, negatives sampled."
     policy = SamplingPolicy(sampled_negatives=2)
+    keep_duplicates = True  # identical rows are units of one purchase (quantity), not an accident
     default_num_finetune = 100000
     expected_files = f"{ARTICLES} + {TRANSACTIONS} from the Kaggle competition data"
     source_url = "https://www.kaggle.com/competitions/h-and-m-personalized-fashion-recommendations/data"
