@@ -98,6 +98,17 @@ _BOMS = (
 )
 
 
+def _is_utf8(head: bytes) -> bool:
+    """Valid UTF-8, allowing a character cut at the end of the sample."""
+    for cut in range(4):
+        try:
+            head[: len(head) - cut].decode("utf-8")
+            return True
+        except UnicodeDecodeError:
+            continue
+    return False
+
+
 def sniff_binary(head: bytes) -> Optional[Tuple[str, str]]:
     """(what the bytes are, how to fix it) when they are not UTF-8/ASCII text, else None."""
     for magic, what, fix in _MAGIC:
@@ -106,8 +117,10 @@ def sniff_binary(head: bytes) -> Optional[Tuple[str, str]]:
     for bom, what, enc in _BOMS:
         if head.startswith(bom):
             return what, f"convert it to UTF-8 first (e.g. iconv -f {enc} -t UTF-8)"
-    if head.count(0) < max(4, len(head) // 100):  # a stray NUL in text is one bad row, not a binary file
+    if 0 not in head:
         return None
+    if head.count(0) < max(4, len(head) // 100) and _is_utf8(head):
+        return None  # a stray NUL in a text file is one bad row, not a binary file
     even, odd = head[0::2], head[1::2]
     for zeros, other, enc in ((odd, even, "UTF-16LE"), (even, odd, "UTF-16BE")):
         if zeros and zeros.count(0) >= 0.9 * len(zeros) and other.count(0) <= 0.1 * len(other):
