@@ -77,7 +77,8 @@ def quirky_yelp(tmp_path: Path) -> Path:
     user, biz = "uQuirk", good["business_id"]
 
     def review(**kw) -> dict:
-        return {"review_id": "q", "user_id": user, "business_id": biz, "stars": 5.0, "date": "2015-01-01 00:00:00", **kw}
+        return {"review_id": "q", "user_id": user, "business_id": biz, "stars": 5.0,
+                "date": "2015-01-01 00:00:00", **kw}
 
     extra = [
         json.dumps(review(date="2015-01-02 00:00:00")),
@@ -132,7 +133,8 @@ def test_lines_are_cut_as_python_iterates_a_binary_file(tmp_path, block):
         data = b"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 300)))
         path = tmp_path / f"f{case}.txt"
         path.write_bytes(data)
-        expected = list(enumerate(open(path, "rb"), 1))
+        with open(path, "rb") as fh:
+            expected = list(enumerate(fh, 1))
         got = []
         for blk in iter_line_blocks(path, block_bytes=block):
             for i in range(len(blk)):

@@ -475,7 +475,6 @@ def build_scenario(
     engine: "duckdb" reads the sources that have a columnar plan with the columnar engine
     (engine.py), "python" streams iter_events; both build the same samples.
     """
-    report = source.report
     policy = source.policy
     say = progress or (lambda _msg: None)
     plan = source.columnar() if engine == "duckdb" else None

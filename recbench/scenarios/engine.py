@@ -112,7 +112,8 @@ def json_fields(t: str, keys: Sequence[str]) -> str:
     from_json_strict fails (NULL here) when a key is missing or repeated, however spelled,
     so such lines go to the Python path.
     """
-    return f"(CASE WHEN {t} IS NOT NULL AND {json_line_ok(t)} THEN try(from_json_strict({t}, '{json_struct(keys)}')) END)"
+    return (f"(CASE WHEN {t} IS NOT NULL AND {json_line_ok(t)} "
+            f"THEN try(from_json_strict({t}, '{json_struct(keys)}')) END)")
 
 
 def json_struct(keys: Sequence[str]) -> str:
@@ -181,6 +182,46 @@ def _block(data: bytes, first: int, nl: np.ndarray, size: int) -> LineBlock:
             break
         ends[cr] -= 1
     return LineBlock(data, first, starts, ends, nexts)
+
+
+def prefetch(items: Iterator, depth: int = 2) -> Iterator:
+    """Run an iterator in a background thread, `depth` items ahead: Python cuts the next
+    block of lines (gzip and numpy release the GIL) while DuckDB parses this one."""
+    import queue
+    import threading
+
+    q: "queue.Queue" = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def run() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((done, None))
+        except BaseException as exc:  # handed to the consumer
+            q.put((done, exc))
+
+    thread = threading.Thread(target=run, name="recbench-lines", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = q.get()
+            if item is done:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def iter_line_blocks(path: Path, block_bytes: int = BLOCK_BYTES) -> Iterator[LineBlock]:
@@ -286,8 +327,10 @@ def item_skip(reason: str, detail: str = "") -> tuple:
     return (None, None, reason, detail)
 
 
-def item_line(fn: Callable[[int, bytes, BuildReport], Optional[Tuple[str, Optional[str]]]]
-              ) -> Callable[[int, bytes], List[tuple]]:
+ItemReader = Callable[[int, bytes, BuildReport], Optional[Tuple[str, Optional[str]]]]
+
+
+def item_line(fn: ItemReader) -> Callable[[int, bytes], List[tuple]]:
     """A LineSpec.python for items from fn(ln, raw, report) -> (key, text), or None or
     (key, None) after reporting why the line is bad (at most one report per line)."""
 
@@ -417,11 +460,16 @@ class Session:
             for name, spec in tables:
                 cols = ", ".join(f'"{c}" {t}' for c, t in spec.columns)
                 self.con.execute(f'CREATE OR REPLACE TABLE "{name}" (pos BIGINT, {cols})')
-            for block in iter_line_blocks(path, self.settings.block_bytes):
+            start = min(spec.start_line for _, spec in tables)
+
+            def blocks() -> Iterator[Tuple[LineBlock, object]]:
+                for block in iter_line_blocks(path, self.settings.block_bytes):
+                    if block.first + len(block) > start:
+                        yield block, block.table(start)
+
+            for block, arrow in prefetch(blocks()):
                 for name, spec in tables:
-                    if block.first + len(block) <= spec.start_line:
-                        continue
-                    blk = block.table(spec.start_line)  # noqa: F841 (read by DuckDB by name)
+                    blk = arrow if spec.start_line == start else block.table(spec.start_line)  # noqa: F841
                     self.con.register("blk", blk)
                     self.con.execute(
                         "CREATE OR REPLACE TEMP TABLE _p AS WITH lines AS "

@@ -39,7 +39,8 @@ SELECT ln, 0 AS k, CASE WHEN NOT ok OR d IS NULL OR NOT {E.canon('c')} OR a IS N
   c AS "user", a AS item, d AS time, 1 AS label
 FROM (
   SELECT ln, ok, CASE WHEN ok THEN {customer} END AS c,
-    CASE WHEN ok AND regexp_full_match({article}, '[0-9]+') THEN lpad({article}, CAST(greatest(length({article}), {ARTICLE_ID_DIGITS}) AS INTEGER), '0') END AS a,
+    CASE WHEN ok AND regexp_full_match({article}, '[0-9]+')
+      THEN lpad({article}, CAST(greatest(length({article}), {ARTICLE_ID_DIGITS}) AS INTEGER), '0') END AS a,
     CASE WHEN ok AND regexp_full_match({day}, '[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}') AND NOT starts_with({day}, '0000')
       THEN CAST(TRY_CAST({day} AS DATE) - DATE '0001-01-01' + 1 AS DOUBLE) END AS d
   FROM (SELECT ln, f, t IS NOT NULL AND {E.csv_line_ok('t', ',')} AND len(f) = {len(layout.columns)} AS ok

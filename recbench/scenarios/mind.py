@@ -67,10 +67,12 @@ FROM (
       CASE WHEN u IS NULL OR tm IS NULL OR h IS NULL THEN '?' WHEN h = '' THEN 'impression with empty history'
            WHEN NOT regexp_full_match(imp, '[!-~]+-[01]( [!-~]+-[01])*') THEN '?' END AS st
     FROM (
-      SELECT ln, CASE WHEN ok AND {E.canon('f[2]')} THEN f[2] END AS u, CASE WHEN ok THEN {time_sql('f[3]')} END AS tm,
+      SELECT ln, CASE WHEN ok AND {E.canon('f[2]')} THEN f[2] END AS u,
+        CASE WHEN ok THEN {time_sql('f[3]')} END AS tm,
         CASE WHEN ok AND (f[4] = '' OR regexp_full_match(f[4], '[!-~]+( [!-~]+)*')) THEN f[4] END AS h,
         CASE WHEN ok THEN f[5] END AS imp
-      FROM (SELECT ln, f, t IS NOT NULL AND {E.csv_line_ok('t', chr(9), quotes=False)} AND len(f) = {len(layout.columns)} AS ok
+      FROM (SELECT ln, f, t IS NOT NULL AND {E.csv_line_ok('t', chr(9), quotes=False)}
+                   AND len(f) = {len(layout.columns)} AS ok
             FROM (SELECT ln, t, string_split(t, chr(9)) AS f FROM lines))
     )
   )

@@ -29,7 +29,8 @@ SELECT ln, 0 AS k, CASE WHEN u IS NULL OR m IS NULL OR r IS NULL OR tm IS NULL T
 FROM (
   SELECT ln, u, m, r, tm, {RATING_LABEL_SQL.format(r='r')} AS lab
   FROM (
-    SELECT ln, CASE WHEN ok AND {E.canon(user)} THEN {user} END AS u, CASE WHEN ok AND {E.canon(movie)} THEN {movie} END AS m,
+    SELECT ln, CASE WHEN ok AND {E.canon(user)} THEN {user} END AS u,
+      CASE WHEN ok AND {E.canon(movie)} THEN {movie} END AS m,
       CASE WHEN ok THEN {E.text_number(rating, signed=False)} END AS r,
       CASE WHEN ok THEN {E.text_number(ts, integer=True)} END AS tm
     FROM (SELECT ln, f, t IS NOT NULL AND {ok} AND len(f) = {len(layout.columns)} AS ok
@@ -113,7 +114,8 @@ class MovieLensSource(RawSource):
                 report.skip("non-numeric rating or timestamp", f"{layout.name}:{lineno}")
                 return
             if not math.isfinite(rating):
-                report.skip("rating is nan or inf", f"{layout.name}:{lineno}", repr(r["rating"])[:40])
+                report.skip("rating is nan or inf", f"{layout.name}:{lineno}",
+                            repr(r["rating"])[:40])
                 return
             if not math.isfinite(ts):
                 report.skip("non-numeric rating or timestamp", f"{layout.name}:{lineno}")

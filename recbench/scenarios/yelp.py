@@ -96,7 +96,8 @@ class YelpSource(RawSource):
 
         def items() -> E.LineSpec:
             self._check()
-            return E.LineSpec(E.ITEM_COLUMNS, BUSINESS_SQL, E.item_line(business_line(business.name)), required=E.ITEM_REQUIRED)
+            return E.LineSpec(E.ITEM_COLUMNS, BUSINESS_SQL, E.item_line(business_line(business.name)),
+                              required=E.ITEM_REQUIRED)
 
         def events() -> E.LineSpec:
             return E.LineSpec(E.EVENT_COLUMNS, review_sql(FIELDS, iso_time_sql, RATING_LABEL_SQL),
