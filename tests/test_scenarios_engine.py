@@ -158,3 +158,55 @@ def test_engine_choice_and_settings(monkeypatch):
     # the environment's engine is used by load_scenario (the fallback for CLI users)
     sc = load_scenario("movielens", FIX / "movielens" / "ml-latest", use_cache=False, num_test=40)
     assert sc.info["rows_read"] == 82
+
+
+def test_sql_readings_equal_python_ones_on_random_values():
+    """Every value a loader's SQL reads must read the same in Python (NULL: left to Python)."""
+    import duckdb
+
+    from recbench.scenarios import engine as E
+    from recbench.scenarios.goodreads import date_sql, parse_date
+    from recbench.scenarios.mind import parse_time as mind_time
+    from recbench.scenarios.mind import time_sql
+    from recbench.scenarios.reviews import parse_time as iso_time
+
+    rng = random.Random(7)
+
+    def n(lo, hi):
+        v = rng.randint(lo, hi)
+        return f"{v:02d}" if rng.random() < 0.7 else str(v)
+
+    def year():
+        return rng.choice(["2015", "0000", "0001", "9999", str(rng.randint(1, 9999)).zfill(4)])
+
+    def number():
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(0, 17)))
+        frac = rng.choice(["", ".", "." + "".join(rng.choice("0123456789") for _ in range(rng.randint(0, 17)))])
+        return rng.choice(["", "-", "+", " "]) + digits + frac
+
+    def as_float(text):
+        try:
+            return float(text)
+        except ValueError:
+            return None
+
+    days, months = ["Mon", "Thu", "Sun", "Xyz"], ["Jan", "Feb", "Dec", "dec"]
+    cases = {
+        "goodreads date": (date_sql, parse_date, lambda: f"{rng.choice(days)} {rng.choice(months)} {n(0, 39)} "
+                           f"{n(0, 29)}:{n(0, 69)}:{n(0, 69)} {rng.choice('+-')}{n(0, 99)}{n(0, 99)} {year()}"),
+        "mind time": (time_sql, mind_time, lambda: f"{n(0, 13)}/{n(0, 33)}/{year()} {n(0, 13)}:{n(0, 61)}:"
+                      f"{n(0, 61)} {rng.choice(['AM', 'PM', 'am'])}"),
+        "iso time": (E.iso_seconds, iso_time, lambda: f"{year()}-{n(0, 13)}-{n(0, 33)}{rng.choice(' Tt')}"
+                     f"{n(0, 25)}:{n(0, 61)}:{n(0, 61)}"),
+        "number": (E.text_number, as_float, number),
+        "integer": (lambda x: E.text_number(x, integer=True), as_float, number),
+    }
+    con = duckdb.connect()
+    for name, (sql, python, make) in cases.items():
+        values = sorted({make() for _ in range(5000)})
+        con.execute("CREATE OR REPLACE TABLE v (x VARCHAR)")
+        con.executemany("INSERT INTO v VALUES (?)", [[v] for v in values])
+        got = dict(con.execute(f"SELECT x, {sql('x')} FROM v").fetchall())
+        read = [v for v in values if got[v] is not None]
+        assert len(read) > 200, name  # the SQL does read the usual forms
+        assert [got[v] for v in read] == [python(v) for v in read], name

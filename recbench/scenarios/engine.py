@@ -459,7 +459,7 @@ class Session:
         try:
             for name, spec in tables:
                 cols = ", ".join(f'"{c}" {t}' for c, t in spec.columns)
-                self.con.execute(f'CREATE OR REPLACE TABLE "{name}" (pos BIGINT, {cols})')
+                self.con.execute(f'CREATE OR REPLACE TABLE "{name}" (pos BIGINT, st VARCHAR, {cols})')
             start = min(spec.start_line for _, spec in tables)
 
             def blocks() -> Iterator[Tuple[LineBlock, object]]:
@@ -468,20 +468,30 @@ class Session:
                         yield block, block.table(start)
 
             for block, arrow in prefetch(blocks()):
+                lo, hi = block.first << SHIFT, (block.first + len(block)) << SHIFT
                 for name, spec in tables:
                     blk = arrow if spec.start_line == start else block.table(spec.start_line)  # noqa: F841
                     self.con.register("blk", blk)
-                    self.con.execute(
-                        "CREATE OR REPLACE TEMP TABLE _p AS WITH lines AS "
-                        f"(SELECT ln, try(decode(line)) AS t FROM blk WHERE ln > 0) {spec.query()}")
-                    self.con.unregister("blk")
                     colnames = ", ".join(f'"{c}"' for c, _ in spec.columns)
-                    self.con.execute(f'INSERT INTO "{name}" SELECT (ln << {SHIFT}) + k, {colnames} '
-                                     "FROM _p WHERE st IS NULL")
-                    for reason, n in self.q("SELECT st, count(*) FROM _p WHERE st IS NOT NULL AND st <> '?' "
-                                            "GROUP BY st"):
-                        report.dropped[reason] += n
-                    slow = [r[0] for r in self.q("SELECT DISTINCT ln FROM _p WHERE st = '?' ORDER BY ln")]
+                    # every row goes in (st marks the dropped ones and the lines left to Python;
+                    # removed at the end): one pass over the block, no intermediate table
+                    self.con.execute(
+                        f'INSERT INTO "{name}" SELECT (ln << {SHIFT}) + k, st, {colnames} FROM ('
+                        "WITH lines AS (SELECT ln, try(decode(line)) AS t FROM blk WHERE ln > 0) "
+                        f"{spec.query()})")
+                    self.con.unregister("blk")
+                    marked = self.q(f'SELECT st, count(*), min(pos) >> {SHIFT}, max(pos) >> {SHIFT} FROM "{name}" '
+                                    "WHERE pos >= ? AND pos < ? AND st IS NOT NULL GROUP BY st", (lo, hi))
+                    slow: List[int] = []
+                    for reason, n, ln_min, ln_max in marked:
+                        if reason != "?":
+                            report.dropped[reason] += n
+                        elif ln_min == ln_max:
+                            slow = [ln_min]
+                        else:
+                            slow = [r[0] for r in self.q(f'SELECT DISTINCT pos >> {SHIFT} AS ln FROM "{name}" '
+                                                         "WHERE pos >= ? AND pos < ? AND st = '?' ORDER BY ln",
+                                                         (lo, hi))]
                     rows: List[tuple] = []
                     for ln in slow:
                         before = report.first_fatal
@@ -489,14 +499,14 @@ class Session:
                         for row in spec.python(ln, block.raw(ln)):
                             if report.first_fatal is not before and first[name] is None:
                                 first[name] = self._fatal(ln, k, report.first_fatal)
-                            rows.append(((ln << SHIFT) + k, *row))
+                            rows.append(((ln << SHIFT) + k, None, *row))
                             k += 1
                         if report.first_fatal is not before and first[name] is None:
                             first[name] = self._fatal(ln, k, report.first_fatal)
                         if first[name] is not None:
                             report.first_fatal = None  # let the next table's rows be located too
                     if rows:
-                        names = ["pos"] + [c for c, _ in spec.columns]
+                        names = ["pos", "st"] + [c for c, _ in spec.columns]
                         extra = pa.Table.from_pylist([dict(zip(names, r)) for r in rows],  # noqa: F841
                                                      schema=self._schema(spec))
                         self.con.register("_extra", extra)
@@ -504,6 +514,8 @@ class Session:
                         self.con.unregister("_extra")
                 if strict and after_block is not None:
                     after_block(block.first << SHIFT, (block.first + len(block)) << SHIFT, first)
+            for name, _ in tables:
+                self.con.execute(f'DELETE FROM "{name}" WHERE st IS NOT NULL')
         finally:
             report.strict = strict
         return first
@@ -517,7 +529,7 @@ class Session:
         import pyarrow as pa
 
         types = {"VARCHAR": pa.string(), "DOUBLE": pa.float64(), "TINYINT": pa.int8(), "BIGINT": pa.int64()}
-        return pa.schema([("pos", pa.int64())] + [(c, types[t]) for c, t in spec.columns])
+        return pa.schema([("pos", pa.int64()), ("st", pa.string())] + [(c, types[t]) for c, t in spec.columns])
 
     # -- items --------------------------------------------------------------------------
     def items(self, plan: ItemPlan, report: BuildReport, table: str = "items_raw") -> Dict[str, str]:
@@ -548,7 +560,7 @@ class Session:
         self.con.unregister("_keys")
 
     def first_unknown(self, lo: int, hi: int) -> Optional[_Fatal]:
-        got = self.q("SELECT pos, item FROM ev e WHERE pos >= ? AND pos < ? AND NOT EXISTS "
+        got = self.q("SELECT pos, item FROM ev e WHERE pos >= ? AND pos < ? AND st IS NULL AND NOT EXISTS "
                      "(SELECT 1 FROM it WHERE it.item = e.item) ORDER BY pos LIMIT 1", (lo, hi))
         if not got:
             return None
