@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Callable, Dict, Iterable, Iterator, List, Opti
 
 import numpy as np
 
-from ..errors import DataError, MissingDependencyError
+from ..errors import DataError
 from .io import BuildReport, check_text_file, corrupt, open_binary
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
 ENGINES = ("duckdb", "python")
 SHIFT = 20  # pos = line << SHIFT | index of the event within its line (MIND: one per impression)
 BLOCK_BYTES = 16 << 20
+BATCH_ROWS = 1 << 14
 
 # -- SQL pieces shared by the loaders -----------------------------------------------------
 
@@ -163,7 +164,9 @@ class LineBlock:
         if start_line > self.first:
             ln[0:2 * min(n, start_line - self.first):2] = 0
         line = pa.Array.from_buffers(pa.binary(), 2 * n, [None, pa.py_buffer(offsets), pa.py_buffer(self.data)])
-        return pa.Table.from_arrays([pa.array(ln), line], names=["ln", "line"])
+        table = pa.Table.from_arrays([pa.array(ln), line], names=["ln", "line"])
+        # several record batches (zero-copy slices), so that every DuckDB thread gets work
+        return pa.Table.from_batches(table.to_batches(max_chunksize=BATCH_ROWS))
 
 
 def _block(data: bytes, first: int, nl: np.ndarray, size: int) -> LineBlock:
@@ -385,8 +388,11 @@ class EngineSettings:
 def duckdb_module():
     try:
         import duckdb
-    except ImportError as exc:  # pragma: no cover - a core dependency
-        raise MissingDependencyError("duckdb", "core", "the columnar engine (or pass engine='python')") from exc
+    except ImportError:  # pragma: no cover - a core dependency
+        from ..errors import RecBenchError
+
+        raise RecBenchError("the package 'duckdb' is needed by the columnar engine; install it with: "
+                            "pip install duckdb, or use engine='python' (RECBENCH_ENGINE=python)") from None
     return duckdb
 
 
