@@ -32,7 +32,7 @@ from recbench.scorers.openai_compat import (  # noqa: E402
 from stub_openai_server import StubOpenAI, expected_p_yes, expected_vector, label_logprobs  # noqa: E402
 
 SECRET = "sk-secret-test"
-SPEC = ModelSpec("openai:stub-model", "openai", "stub-model", schemes=("generative", "discriminative"))
+SPEC = ModelSpec("openai:stub-model", "openai", "stub-model", abilities=("logits", "embedding"))
 REQUESTS = [PromptRequest(f"User behavior sequence:\n(1) item {u}\n", f"Candidate item: thing {c}\nAnswer (Yes/No):")
             for u in range(3) for c in range(4)]
 

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ..errors import ModelError
 from ..models import ModelSpec
 from ..prompts import PromptRequest
-from .base import GenerativeScorer
+from .base import GenerativeScorer, OnResult
 from .hf_common import (
     LoadOptions,
     context_limit,
@@ -208,7 +208,11 @@ class HFGenerativeScorer(GenerativeScorer):
         # chat templates carry their own special tokens
         return self.tokenizer(text, add_special_tokens=not self.chat)["input_ids"]
 
-    def score_detailed(self, requests: Sequence[PromptRequest]) -> Tuple[List[float], List[Dict]]:
+    def set_answer_cue(self, probe: PromptRequest) -> None:
+        self.labels = derive_label_tokens(self.tokenizer, self.render(probe).text, masked=self.masked)
+
+    def score_detailed(self, requests: Sequence[PromptRequest],
+                       on_result: Optional[OnResult] = None) -> Tuple[List[float], List[Dict]]:
         rendered = [self.render(r) for r in requests]
         full_ids = [self._encode(r.text) for r in rendered]
         too_long = [i for i, ids in enumerate(full_ids) if len(ids) > self._limit]

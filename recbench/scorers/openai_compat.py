@@ -211,6 +211,7 @@ class OpenAICompatBase:
     """HTTP, retries, concurrency, usage and cache writes shared by both schemes."""
 
     backend = "openai"
+    supports_dry_run = True
     RETRY_BASE_S = 0.5
     RETRY_CAP_S = 30.0
     MAX_WAIT_S = 120.0  # a longer Retry-After ends the run with a clear line instead
@@ -266,6 +267,10 @@ class OpenAICompatBase:
             self._preflight(check_model)
 
     # -- shared helpers -------------------------------------------------------------------
+    def begin_scenario(self) -> None:
+        with self._lock:
+            self._mark = dict(self._usage)  # usage in diagnostics counts from here (one scenario)
+
     def attach_cache(self, cache, ns: str) -> None:
         """Write every response into `cache` under `ns` the moment it arrives (optional)."""
         self._cache, self._ns = cache, ns
@@ -721,11 +726,14 @@ class OpenAIGenerativeScorer(OpenAICompatBase, GenerativeScorer):
             self._counts["prompts_with_floor"] += int(bool(floors))
             self._counts["invalid_answers"] += int(bool(extra.get("invalid")))
 
-    def score_detailed(self, requests: Sequence[PromptRequest]) -> Tuple[List[float], List[Dict]]:
+    def score_detailed(self, requests: Sequence[PromptRequest], on_result=None) -> Tuple[List[float], List[Dict]]:
         if self.tier is None:
             raise ConfigError("a --dry-run scorer sends nothing and cannot score")
         texts = [self.render(r).text for r in requests]
         done: Dict[str, Tuple[float, Dict]] = {}
+        positions: Dict[str, List[int]] = {}
+        for i, t in enumerate(texts):
+            positions.setdefault(t, []).append(i)
         if self._cache is not None:
             keys = {t: request_key(self._ns, t) for t in dict.fromkeys(texts)}
             hits = self._cache.get_scores(list(keys.values()))
@@ -742,6 +750,9 @@ class OpenAIGenerativeScorer(OpenAICompatBase, GenerativeScorer):
                 key = request_key(self._ns, text)
                 self._cache.put_scores({key: p}, {key: extra})
             self._tally(extra)
+            if on_result is not None:
+                for i in positions[text]:
+                    on_result(i, p, extra)
             return p, extra
 
         todo = [t for t in dict.fromkeys(texts) if t not in done]
