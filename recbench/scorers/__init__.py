@@ -17,8 +17,8 @@ from .base import EmbeddingScorer, GenerativeScorer, Scorer
 BACKENDS: Dict[Tuple[str, str], str] = {
     ("hf", "generative"): "recbench.scorers.hf_generative:HFGenerativeScorer",
     ("hf", "discriminative"): "recbench.scorers.hf_embedding:HFEmbeddingScorer",
-    ("openai", "generative"): "recbench.scorers.openai_compat:OpenAIGenerativeScorer",
-    ("openai", "discriminative"): "recbench.scorers.openai_compat:OpenAIEmbeddingScorer",
+    ("openai", "generative"): "recbench.scorers.api.generative:OpenAIGenerativeScorer",
+    ("openai", "discriminative"): "recbench.scorers.api.embedding:OpenAIEmbeddingScorer",
     ("vllm", "generative"): "recbench.scorers.vllm:VLLMGenerativeScorer",
 }
 
