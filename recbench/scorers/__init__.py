@@ -20,8 +20,8 @@ if TYPE_CHECKING:  # pragma: no cover
 BACKENDS: Dict[Tuple[str, str], str] = {
     ("hf", "logits"): "recbench.scorers.hf_generative:HFGenerativeScorer",
     ("hf", "embedding"): "recbench.scorers.hf_embedding:HFEmbeddingScorer",
-    ("openai", "logits"): "recbench.scorers.openai_compat:OpenAIGenerativeScorer",
-    ("openai", "embedding"): "recbench.scorers.openai_compat:OpenAIEmbeddingScorer",
+    ("openai", "logits"): "recbench.scorers.api.generative:OpenAIGenerativeScorer",
+    ("openai", "embedding"): "recbench.scorers.api.embedding:OpenAIEmbeddingScorer",
     ("vllm", "logits"): "recbench.scorers.vllm:VLLMGenerativeScorer",
     ("dummy", "logits"): "recbench.scorers.dummy:DummyGenerativeScorer",
     ("dummy", "embedding"): "recbench.scorers.dummy:DummyEmbeddingScorer",
