@@ -33,25 +33,27 @@ class DiscriminativeScheme(Scheme):
     sft_trainer = "recbench.sft.train:DiscriminativeTrainer"
     sft_settings = ("temperature", "margin")
 
-    def _texts(self, ctx: SchemeContext) -> Tuple[List[str], List[str]]:
-        """User text and item text per slot."""
+    def _texts(self, ctx: SchemeContext) -> Tuple[List[str], List[str], List[int]]:
+        """User text and item text per pair, in the groups' order, and the pairs' slots."""
         texts = ctx.texts
         user_of: Dict[Tuple[str, ...], str] = {}
         item_of: Dict[str, str] = {}
-        users: List[str] = [""] * ctx.num_scores
-        items: List[str] = [""] * ctx.num_scores
+        users: List[str] = []
+        items: List[str] = []
+        slots: List[int] = []
         for g in ctx.groups:
             if g.history not in user_of:
                 user_of[g.history] = ctx.builder.user_text([texts[h] for h in g.history if h in texts])
             for slot, c in zip(g.slots, g.candidates):
                 if c not in item_of:
                     item_of[c] = ctx.builder.item_text(texts[c])
-                users[slot] = user_of[g.history]
-                items[slot] = item_of[c]
-        return users, items
+                users.append(user_of[g.history])
+                items.append(item_of[c])
+                slots.append(slot)
+        return users, items, slots
 
     def dry_run_requests(self, ctx: SchemeContext):
-        users, items = self._texts(ctx)
+        users, items, _ = self._texts(ctx)
         distinct = list(dict.fromkeys(users)) + list(dict.fromkeys(items))
         return distinct, []
 
@@ -79,7 +81,7 @@ class DiscriminativeScheme(Scheme):
         return out, len(todo)
 
     def score(self, ctx: SchemeContext) -> SchemeOutput:
-        users, items = self._texts(ctx)
+        users, items, slot_of = self._texts(ctx)
         matrices = {}
         computed = 0
         distinct_of = {}
@@ -94,9 +96,14 @@ class DiscriminativeScheme(Scheme):
         v = matrices["item"][[pos_i[t] for t in items]].astype(np.float64)
         if ctx.config.similarity == "cosine":
             u, v = normalise(u), normalise(v)
-        scores = np.einsum("ij,ij->i", u, v)
+        scores = np.full(ctx.num_scores, np.nan)
+        scores[slot_of] = np.einsum("ij,ij->i", u, v)
         n_distinct = len(distinct_of["user"]) + len(distinct_of["item"])
-        shown = {"user_text": users, "item_text": items} if ctx.config.log_samples else {}
+        shown = {}
+        if ctx.config.log_samples:
+            shown = {"user_text": [None] * ctx.num_scores, "item_text": [None] * ctx.num_scores}
+            for s, a, b in zip(slot_of, users, items):
+                shown["user_text"][s], shown["item_text"][s] = a, b
         return SchemeOutput(
             scores=scores, requests=n_distinct, cached=n_distinct - computed, computed=computed,
             meta={"similarity": ctx.config.similarity},
