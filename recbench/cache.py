@@ -81,6 +81,27 @@ class ScoreCache:
             self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)", rows)
             self._db.commit()
 
+    def merge_from(self, other: Path) -> Dict[str, int]:
+        """Copy every entry of another cache file that this one lacks (the merge step of
+        sharded runs on nodes without a shared file system); returns rows added per table."""
+        other = Path(other)
+        if not other.is_file():
+            from .errors import DataError
+
+            raise DataError(f"score cache {other} does not exist")
+        added = {}
+        with self._lock:
+            self._db.execute("ATTACH DATABASE ? AS src", (str(other),))
+            try:
+                for table in ("scores", "vectors"):
+                    before = self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                    self._db.execute(f"INSERT OR IGNORE INTO {table} SELECT * FROM src.{table}")
+                    added[table] = self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] - before
+                self._db.commit()
+            finally:
+                self._db.execute("DETACH DATABASE src")
+        return added
+
     def count(self, table: str = "scores") -> int:
         with self._lock:
             return int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])

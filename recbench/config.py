@@ -58,6 +58,10 @@ class RunConfig:
                               group="run")
     bootstrap: int = setting(0, "bootstrap resamples for confidence intervals of the headline metrics",
                              minimum=0, metavar="N", group="run")
+    shard: Optional[str] = setting(None, "score only share i of N of the users (one job of a SLURM array); "
+                                   "rerun without --shard to write the results from the cache "
+                                   "(torchrun/accelerate launch shard by rank on their own)", metavar="i/N",
+                                   group="run")
     # data
     raw_dir: Optional[str] = setting(None, "folder with one sub-folder per scenario (default: $RECBENCH_DATA)",
                                      metavar="ROOT", group="data")

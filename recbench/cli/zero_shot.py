@@ -57,8 +57,8 @@ def run(args) -> int:
     bench = RecBench(model=args.model, scheme=cfg.scheme, scenarios=args.scenario, limit=cfg.limit,
                      output_dir=cfg.output_dir, log_samples=cfg.log_samples, adapter=cfg.adapter, **settings)
     table = bench.evaluate()
-    if bench.config.dry_run:
-        return 0
+    if bench.config.dry_run or bench.shard.sharded_only or not bench.shard.is_main:
+        return 0  # a --shard job or a rank other than 0: rank 0 / the merge run reports
     if table.empty:
         raise ConfigError("nothing was scored")
     cols = [c for c in ["scenario", "n", *bench.task.table_columns] if c in table.columns]

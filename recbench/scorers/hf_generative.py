@@ -142,6 +142,7 @@ class HFGenerativeScorer(GenerativeScorer):
         self.labels = derive_label_tokens(self.tokenizer, self._answer_probe(), masked=self.masked)
         self._mass_sum = 0.0
         self._mass_n = 0
+        self._tokens = {"in_prompts": 0, "processed": 0}
         self._prefix_cache: "OrderedDict[Tuple[int, ...], object]" = OrderedDict()
 
     @classmethod
@@ -173,6 +174,14 @@ class HFGenerativeScorer(GenerativeScorer):
     def context_budget(self) -> int:
         # room for the chat wrapper, the [MASK] and special tokens
         return self._limit - (self._chat_overhead() if self.chat else 0) - 4
+
+    def begin_scenario(self) -> None:
+        self._tokens = {"in_prompts": 0, "processed": 0}
+
+    def efficiency_counters(self) -> Dict:
+        return {"device": str(self.device), "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
+                "parameters": int(sum(p.numel() for p in self.model.parameters())),
+                "tokens_in_prompts": self._tokens["in_prompts"], "tokens_processed": self._tokens["processed"]}
 
     def diagnostics(self) -> Dict:
         return {"batch_size": self.batch_size, "prefix_reuse": self.prefix_reuse, "device": str(self.device)}
@@ -221,6 +230,7 @@ class HFGenerativeScorer(GenerativeScorer):
                 f"a prompt of {len(full_ids[too_long[0]])} tokens exceeds the model's context of {self._limit}; "
                 "this is a truncation bug, please report it"
             )
+        self._tokens["in_prompts"] += sum(len(ids) for ids in full_ids)
         out: List[Optional[Tuple[float, float]]] = [None] * len(requests)
         plain: List[int] = []
         if self.prefix_reuse:
@@ -236,12 +246,14 @@ class HFGenerativeScorer(GenerativeScorer):
                 plain.extend(i for i in idx if i not in set(ok))
                 if ok:
                     suffixes = [full_ids[i][len(prefix_ids):] for i in ok]
+                    self._tokens["processed"] += len(prefix_ids) + sum(len(x) for x in suffixes)
                     for i, res in zip(ok, self._run(self._score_suffixes, prefix_ids, suffixes)):
                         out[i] = res
         else:
             plain = list(range(len(requests)))
         if plain:
             order = sorted(plain, key=lambda i: len(full_ids[i]))  # length-sorted batches
+            self._tokens["processed"] += sum(len(full_ids[i]) for i in order)
             for i, res in zip(order, self._run(self._score_full, None, [full_ids[i] for i in order])):
                 out[i] = res
         scores, extras = [], []
