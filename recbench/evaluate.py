@@ -156,12 +156,10 @@ class RecBench:
         """Under torchrun/accelerate, each rank uses its own GPU (cuda:LOCAL_RANK)."""
         if not self.shard.launched or self.config.device is not None:
             return
-        torch = sys.modules.get("torch")
-        if torch is None:
-            try:
-                import torch
-            except ImportError:
-                return
+        try:
+            import torch
+        except ImportError:
+            return
         if torch.cuda.is_available():
             self.config.device = f"cuda:{self.shard.local_rank % torch.cuda.device_count()}"
 

@@ -7,12 +7,13 @@ small batches (a kill loses seconds of work), and the scores are one row-wise do
 from __future__ import annotations
 
 import time
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple, cast
 
 import numpy as np
 
 from ..cache import request_key
 from ..progress import progress_bar
+from ..scorers.base import EmbeddingScorer
 from .base import Scheme, SchemeContext, SchemeOutput
 
 COMMIT_EVERY_S = 2.0  # commit embeddings at least this often
@@ -65,10 +66,11 @@ class DiscriminativeScheme(Scheme):
         bar = progress_bar(len(todo), f"{ctx.desc} {role}s", ctx.config.progress)
         pending: Dict[str, np.ndarray] = {}
         last = time.monotonic()
-        step = max(1, min(MAX_BATCH, ctx.scorer.embed_batch_size))
+        scorer = cast(EmbeddingScorer, ctx.scorer)
+        step = max(1, min(MAX_BATCH, scorer.embed_batch_size))
         for start in range(0, len(todo), step):
             idx = todo[start : start + step]
-            vecs = ctx.scorer.embed([distinct[k] for k in idx], role)
+            vecs = scorer.embed([distinct[k] for k in idx], role)
             fresh = {keys[k]: v for k, v in zip(idx, vecs)}
             pending.update(fresh)
             found.update(fresh)
@@ -99,11 +101,13 @@ class DiscriminativeScheme(Scheme):
         scores = np.full(ctx.num_scores, np.nan)
         scores[slot_of] = np.einsum("ij,ij->i", u, v)
         n_distinct = len(distinct_of["user"]) + len(distinct_of["item"])
-        shown = {}
+        shown: Dict[str, List[Any]] = {}
         if ctx.config.log_samples:
-            shown = {"user_text": [None] * ctx.num_scores, "item_text": [None] * ctx.num_scores}
+            user_col: List[Optional[str]] = [None] * ctx.num_scores
+            item_col: List[Optional[str]] = [None] * ctx.num_scores
             for s, a, b in zip(slot_of, users, items):
-                shown["user_text"][s], shown["item_text"][s] = a, b
+                user_col[s], item_col[s] = a, b
+            shown = {"user_text": user_col, "item_text": item_col}
         return SchemeOutput(
             scores=scores, requests=n_distinct, cached=n_distinct - computed, computed=computed,
             meta={"similarity": ctx.config.similarity},

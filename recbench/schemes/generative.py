@@ -8,16 +8,21 @@ the moment it exists: API scorers report each answer through `on_result` as it a
 from __future__ import annotations
 
 import threading
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple, cast
 
 import numpy as np
 
 from ..cache import request_key
 from ..progress import progress_bar
 from ..prompts import PromptRequest
+from ..scorers.base import GenerativeScorer
 from .base import Scheme, SchemeContext, SchemeOutput
 
 CHUNK_USERS = 8  # users per scoring call: small enough to checkpoint often
+
+
+def _scorer(ctx: SchemeContext) -> GenerativeScorer:
+    return cast(GenerativeScorer, ctx.scorer)
 
 
 def distinct_positions(positions: List[int], keys: List[str]) -> List[int]:
@@ -60,7 +65,7 @@ class GenerativeScheme(Scheme):
         return requests, slots, per_user
 
     def _keys(self, ctx: SchemeContext, requests: List[PromptRequest]) -> Tuple[List[PromptRequest], List[str]]:
-        rendered = [ctx.scorer.render(q) for q in requests]
+        rendered = [_scorer(ctx).render(q) for q in requests]
         return rendered, [request_key(ctx.namespace, q.text) for q in rendered]
 
     def dry_run_requests(self, ctx: SchemeContext):
@@ -71,7 +76,7 @@ class GenerativeScheme(Scheme):
     def score(self, ctx: SchemeContext) -> SchemeOutput:
         requests, slot_of, per_user = self._requests(ctx)
         rendered, keys = self._keys(ctx, requests)
-        cache, scorer = ctx.cache, ctx.scorer
+        cache, scorer = ctx.cache, _scorer(ctx)
         found = cache.get_scores(keys)
         extras_found = cache.get_extras(keys)
         todo_users = [pos for pos in per_user if any(keys[i] not in found for i in pos)]
@@ -104,9 +109,9 @@ class GenerativeScheme(Scheme):
             extras_found.update(fresh_extra)
             computed += len(fresh)
         bar.close()
-        masses = [e.get("mass") for e in (extras_found.get(k) for k in keys) if e and e.get("mass") is not None]
-        scores = np.full(ctx.num_scores, np.nan)
-        scores[slot_of] = [found[k] for k in keys]
+        masses = [float(e["mass"]) for e in (extras_found.get(k) for k in keys) if e and e.get("mass") is not None]
+        by_slot = np.full(ctx.num_scores, np.nan)
+        by_slot[slot_of] = [found[k] for k in keys]
         shown = {}
         if ctx.config.log_samples:
             prompts: List[Optional[str]] = [None] * ctx.num_scores
@@ -115,7 +120,7 @@ class GenerativeScheme(Scheme):
             shown = {"prompt": prompts}
         n_distinct = len(set(keys))
         return SchemeOutput(
-            scores=scores,
+            scores=by_slot,
             requests=len(keys), cached=n_distinct - computed, computed=computed,
             meta={"label_mass_mean": float(np.mean(masses)) if masses else None,
                   "label_token_ids": scorer.label_info()},
