@@ -27,6 +27,8 @@ from .hf_common import (
     context_limit,
     is_oom,
     load_pretrained,
+    count_plain,
+    encode_plain,
     load_tokenizer,
     model_revision,
     parse_batch_size,
@@ -167,7 +169,7 @@ class HFGenerativeScorer(GenerativeScorer):
         return self.labels.as_dict()
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+        return count_plain(self.tokenizer, text)  # item text counts as the plain text it is sent as
 
     @property
     def context_budget(self) -> int:
@@ -190,27 +192,42 @@ class HFGenerativeScorer(GenerativeScorer):
         return probe.text
 
     def render(self, request: PromptRequest) -> PromptRequest:
+        return self._rendered(request)[0]
+
+    def _rendered(self, request: PromptRequest) -> Tuple[PromptRequest, Tuple[int, int]]:
+        """The request as the model sees it, and the span of the prompt's own text in it
+        (the data: everything but the chat wrapper or the appended mask)."""
+        content = request.prefix + request.suffix
         if self.masked:
             mask = self.tokenizer.mask_token
             if mask is None:
                 raise ModelError(f"model '{self.spec.name}' is a masked LM without a mask token")
-            return PromptRequest(request.prefix, request.suffix + " " + mask)
+            return PromptRequest(request.prefix, request.suffix + " " + mask), (0, len(content))
         if not self.chat:
-            return request
-        full = self._chat_wrap(request.prefix + request.suffix)
+            return request, (0, len(content))
+        full = self._chat_wrap(content)
         cut = full.find(request.prefix)
         if cut < 0:
-            return PromptRequest("", full)
-        return PromptRequest(full[: cut + len(request.prefix)], full[cut + len(request.prefix):])
+            return PromptRequest("", full), (0, len(full))
+        end = cut + len(content) if full.startswith(content, cut) else len(full)
+        return PromptRequest(full[: cut + len(request.prefix)], full[cut + len(request.prefix):]), (cut, end)
 
     # -- scoring -------------------------------------------------------------------------
-    def _encode(self, text: str) -> List[int]:
-        # chat templates carry their own special tokens
-        return self.tokenizer(text, add_special_tokens=not self.chat)["input_ids"]
+    def _encode(self, text: str, data: Tuple[int, int] = (0, 0)) -> List[int]:
+        """Token ids of rendered text whose span `data` is the prompt's own text (item
+        titles: plain text); chat templates carry their own special tokens."""
+        return encode_plain(self.tokenizer, text, [data], add_special_tokens=not self.chat)
+
+    def encode(self, request: PromptRequest) -> List[int]:
+        """The token ids the model is given for a request (the SFT data uses this too, so
+        training inputs are token-for-token the evaluation's)."""
+        rendered, data = self._rendered(request)
+        return self._encode(rendered.text, data)
 
     def score_detailed(self, requests: Sequence[PromptRequest]) -> Tuple[List[float], List[Dict]]:
-        rendered = [self.render(r) for r in requests]
-        full_ids = [self._encode(r.text) for r in rendered]
+        pairs = [self._rendered(r) for r in requests]
+        rendered = [r for r, _ in pairs]
+        full_ids = [self._encode(r.text, data) for r, data in pairs]
         too_long = [i for i, ids in enumerate(full_ids) if len(ids) > self._limit]
         if too_long:
             raise ModelError(
@@ -227,7 +244,8 @@ class HFGenerativeScorer(GenerativeScorer):
                 if len(idx) < 2 or not prefix:
                     plain.extend(idx)
                     continue
-                prefix_ids = self._encode(prefix)
+                start = pairs[idx[0]][1][0]  # the same wrapper head for every member
+                prefix_ids = self._encode(prefix, (start, len(prefix)))
                 ok = [i for i in idx if full_ids[i][: len(prefix_ids)] == prefix_ids and len(full_ids[i]) > len(prefix_ids)]
                 plain.extend(i for i in idx if i not in set(ok))
                 if ok:
