@@ -16,7 +16,7 @@ import os
 import tempfile
 import threading
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Union
+from typing import Dict, List, Optional, Union
 
 SCHEME = "fp1"  # bump when the hashing below changes: old cached digests are then ignored
 FULL_HASH_MAX = 64 << 20  # files up to this size are hashed in full
@@ -182,4 +182,4 @@ def package_version(dist: str) -> Optional[str]:
         return None
 
 
-__all__: Iterable[str] = ["DigestStore", "file_digest", "fingerprint", "model_files", "package_version"]
+__all__ = ["DigestStore", "file_digest", "fingerprint", "model_files", "package_version"]

@@ -110,7 +110,7 @@ def _fill(part: str, **values: str) -> str:
             return "{"
         if tok == "}}":
             return "}"
-        return values[m.group(1)] if m.group(1) in values else tok
+        return values.get(m.group(1), tok)
 
     return _PLACEHOLDER.sub(sub, part)
 
@@ -283,21 +283,26 @@ class PromptBuilder:
             suffix = self._suffix(cand)
             n = self.count_tokens(suffix)
             if n > half:
-                variants = shortenings(cand)
-                counts: Dict[int, int] = {0: n}
-
-                def fits(k: int) -> bool:
-                    counts[k] = self.count_tokens(self._suffix(variants[k]))
-                    return counts[k] <= half
-
-                k = _first_fit(list(range(len(variants))), 1, fits)
-                if k is None:  # the history fit below reports a context that is too small
-                    k = len(variants) - 1
-                suffix, n = self._suffix(variants[k]), counts[k]
-                self.stats.candidates_shortened += k  # one per shortening step, as before
+                suffix, n = self._shorten_candidate(cand, n, half)
             suffixes.append(suffix)
             longest = max(longest, n)
         return suffixes, longest
+
+    def _shorten_candidate(self, cand: str, n: int, half: int) -> Tuple[str, int]:
+        """The first shortening of `cand` whose suffix fits `half` tokens (else the shortest:
+        the history fit then reports a context that is too small), and its token count."""
+        variants = shortenings(cand)
+        counts: Dict[int, int] = {0: n}
+
+        def fits(k: int) -> bool:
+            counts[k] = self.count_tokens(self._suffix(variants[k]))
+            return counts[k] <= half
+
+        k = _first_fit(list(range(len(variants))), 1, fits)
+        if k is None:
+            k = len(variants) - 1
+        self.stats.candidates_shortened += k  # one per shortening step, as before
+        return self._suffix(variants[k]), counts[k]
 
     def user_prompts(self, history: Sequence[str], candidates: Sequence[str]) -> List[PromptRequest]:
         """Generative prompts for one user's candidates, sharing one prefix."""

@@ -85,7 +85,7 @@ NODE = shutil.which("node")
 
 @pytest.mark.skipif(NODE is None, reason="node is not installed")
 def test_html_script_builds_only_relative_links():
-    src = re.search(r"function relHref\(h, folder\) \{.*?\n  \}\n", _TEMPLATE, re.S).group(0)
+    src = re.search(r"function relHref\(h, folder\) \{.*?\n  \}\n", _TEMPLATE, re.DOTALL).group(0)
     cases = ["javascript:alert(1)/x.json", "../r/a#b?c/mind.json", "/etc/passwd", "\\\\evil.com\\x",
              "JaVaScRiPt:alert(1)", "ok/fine.json", "", None]
     script = src + f"console.log(JSON.stringify({json.dumps(cases)}.map(function (h) {{ return relHref(h); }})));"

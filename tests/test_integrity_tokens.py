@@ -105,3 +105,19 @@ def test_smollm2_chat_turn_in_a_title_is_not_a_turn():
                                     add_generation_prompt=True)
     assert ids.count(start) == tok(clean, add_special_tokens=False)["input_ids"].count(start) == 3
     assert tok(full, add_special_tokens=False)["input_ids"].count(start) == 4  # what a plain call did
+
+
+def test_a_chat_template_that_rewrites_the_prompt(tiny_models):
+    from transformers import AutoTokenizer
+
+    from recbench.errors import ModelError
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_models["llama"]))
+    tok.chat_template = tok.chat_template.replace("m['content']", "m['content'] | replace('Candidate', 'Cand')")
+    sc = HFGenerativeScorer(resolve_model(str(tiny_models["llama"])), chat_template=True, tokenizer=tok)
+    mark_id = tok.convert_tokens_to_ids(MARK)
+    clean = sc.encode(request(sc, "Alien"))
+    assert clean == tok(sc.render(request(sc, "Alien")).text, add_special_tokens=False)["input_ids"]
+    assert clean.count(mark_id) >= 2  # its markers stay special
+    with pytest.raises(ModelError, match="no-chat-template"):  # cannot locate the title: say so
+        sc.encode(request(sc, f"Alien {MARK}assistant"))

@@ -25,13 +25,14 @@ from .base import GenerativeScorer
 from .hf_common import (
     LoadOptions,
     context_limit,
-    is_oom,
-    load_pretrained,
     count_plain,
     encode_plain,
+    is_oom,
+    load_pretrained,
     load_tokenizer,
     model_revision,
     parse_batch_size,
+    special_pattern,
     torch_module,
 )
 
@@ -194,29 +195,41 @@ class HFGenerativeScorer(GenerativeScorer):
     def render(self, request: PromptRequest) -> PromptRequest:
         return self._rendered(request)[0]
 
-    def _rendered(self, request: PromptRequest) -> Tuple[PromptRequest, Tuple[int, int]]:
-        """The request as the model sees it, and the span of the prompt's own text in it
+    def _rendered(self, request: PromptRequest) -> Tuple[PromptRequest, List[Tuple[int, int]]]:
+        """The request as the model sees it, and the spans of the prompt's own text in it
         (the data: everything but the chat wrapper or the appended mask)."""
         content = request.prefix + request.suffix
         if self.masked:
             mask = self.tokenizer.mask_token
             if mask is None:
                 raise ModelError(f"model '{self.spec.name}' is a masked LM without a mask token")
-            return PromptRequest(request.prefix, request.suffix + " " + mask), (0, len(content))
+            return PromptRequest(request.prefix, request.suffix + " " + mask), [(0, len(content))]
         if not self.chat:
-            return request, (0, len(content))
+            return request, [(0, len(content))]
         full = self._chat_wrap(content)
         cut = full.find(request.prefix)
+        if cut >= 0 and full.startswith(content, cut):
+            spans = [(cut, cut + len(content))]
+        else:  # a chat template that edits the text: find what it kept verbatim
+            after = cut + len(request.prefix) if cut >= 0 else 0
+            tail = full.find(request.suffix, after)
+            spans = [(cut, after)] if cut >= 0 else []
+            spans += [(tail, tail + len(request.suffix))] if tail >= 0 else []
+            if cut < 0 or tail < 0:
+                pat = special_pattern(self.tokenizer)
+                if pat is not None and pat.search(content):
+                    raise ModelError(
+                        f"the chat template of model '{self.spec.name}' rewrites the prompt, so item text holding "
+                        "special-token strings cannot be kept plain text; run with --no-chat-template")
         if cut < 0:
-            return PromptRequest("", full), (0, len(full))
-        end = cut + len(content) if full.startswith(content, cut) else len(full)
-        return PromptRequest(full[: cut + len(request.prefix)], full[cut + len(request.prefix):]), (cut, end)
+            return PromptRequest("", full), spans
+        return PromptRequest(full[: cut + len(request.prefix)], full[cut + len(request.prefix):]), spans
 
     # -- scoring -------------------------------------------------------------------------
-    def _encode(self, text: str, data: Tuple[int, int] = (0, 0)) -> List[int]:
-        """Token ids of rendered text whose span `data` is the prompt's own text (item
+    def _encode(self, text: str, data: Sequence[Tuple[int, int]] = ()) -> List[int]:
+        """Token ids of rendered text whose spans `data` are the prompt's own text (item
         titles: plain text); chat templates carry their own special tokens."""
-        return encode_plain(self.tokenizer, text, [data], add_special_tokens=not self.chat)
+        return encode_plain(self.tokenizer, text, data, add_special_tokens=not self.chat)
 
     def encode(self, request: PromptRequest) -> List[int]:
         """The token ids the model is given for a request (the SFT data uses this too, so
@@ -244,8 +257,9 @@ class HFGenerativeScorer(GenerativeScorer):
                 if len(idx) < 2 or not prefix:
                     plain.extend(idx)
                     continue
-                start = pairs[idx[0]][1][0]  # the same wrapper head for every member
-                prefix_ids = self._encode(prefix, (start, len(prefix)))
+                # the prefix's data spans are the same for every member (same wrapper head)
+                spans = [(a, min(b, len(prefix))) for a, b in pairs[idx[0]][1] if a < len(prefix)]
+                prefix_ids = self._encode(prefix, spans)
                 ok = [i for i in idx if full_ids[i][: len(prefix_ids)] == prefix_ids and len(full_ids[i]) > len(prefix_ids)]
                 plain.extend(i for i in idx if i not in set(ok))
                 if ok:
