@@ -144,6 +144,39 @@ class ScoreCache:
         rows = [(k, int(v.shape[-1]), np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()]
         self._run(lambda db: (db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)", rows), db.commit()))
 
+    def merge_from(self, other: Path) -> Dict[str, int]:
+        """Copy every entry of another cache file that this one lacks (the merge step of
+        sharded runs on nodes without a shared file system); returns rows added per table."""
+        other = Path(other)
+        if not other.is_file():
+            from .errors import DataError
+
+            raise DataError(f"score cache {other} does not exist")
+        added = {}
+
+        def go(db) -> None:
+            db.execute("ATTACH DATABASE ? AS src", (str(other),))
+            try:
+                for table in ("scores", "vectors"):
+                    before = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                    db.execute(f"INSERT OR IGNORE INTO {table} SELECT * FROM src.{table}")
+                    added[table] = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] - before
+                db.commit()
+            finally:
+                try:
+                    db.execute("DETACH DATABASE src")
+                except sqlite3.Error:
+                    pass
+
+        with self._lock:
+            try:
+                go(self._db)
+            except sqlite3.Error as exc:
+                what = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise CacheError(f"cannot merge score cache {other} into {self.path} ({what}); check that {other} "
+                                 "is a recbench scores.sqlite, or move the damaged file aside") from None
+        return added
+
     def count(self, table: str = "scores") -> int:
         return int(self._run(lambda db: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]))
 

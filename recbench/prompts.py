@@ -18,7 +18,7 @@ from .errors import ConfigError, ModelError, suggest
 
 HISTORY_SHOWN = 20  # the protocol shows the last 20 history items
 ITEM_MARKER = "<<<ITEM>>>"
-SCHEMES = ("generative", "discriminative")
+LAYOUTS = ("prompt", "pair")  # split before {candidate} | user text and item text around ITEM_MARKER
 MIN_TEXT_CHARS = 8  # below this a shortened item text carries no information
 # An item whose own token count exceeds the limit by more than this cannot fit in any head
 # (the numbering and template only add tokens; merges at its edges change a few at most).
@@ -34,8 +34,8 @@ def templates_root() -> Path:
     raise RuntimeError("recbench prompt templates not found; the installation is incomplete")
 
 
-def list_templates(scheme: str) -> List[str]:
-    return sorted(p.stem for p in (templates_root() / scheme).glob("*.txt"))
+def list_templates(folder: str) -> List[str]:
+    return sorted(p.stem for p in (templates_root() / folder).glob("*.txt"))
 
 
 @dataclass(frozen=True)
@@ -43,14 +43,22 @@ class Template:
     """A versioned prompt template; its sha256 goes into every results file."""
 
     id: str
-    scheme: str
+    scheme: str  # the template folder (the scheme's name)
     text: str
     sha256: str
+    layout: str = "prompt"
 
     @classmethod
-    def load(cls, scheme: str, name_or_path: Optional[str] = None) -> "Template":
-        if scheme not in SCHEMES:
-            raise ConfigError(f"unknown scheme '{scheme}'" + suggest(scheme, SCHEMES))
+    def load(cls, scheme: str, name_or_path: Optional[str] = None, layout: Optional[str] = None) -> "Template":
+        """A template of prompts/<scheme>/ by id, or the user's own .txt file.
+
+        layout: what the scheme needs; None infers it from the text (a template with an
+        ITEM_MARKER line is a user-text/item-text pair)."""
+        if layout is not None and layout not in LAYOUTS:
+            raise ValueError(f"unknown template layout {layout!r}")
+        if not (templates_root() / scheme).is_dir():
+            folders = [p.name for p in templates_root().iterdir() if p.is_dir()]
+            raise ConfigError(f"unknown scheme '{scheme}' (no prompts/{scheme}/ folder)" + suggest(scheme, folders))
         name_or_path = name_or_path or "default"
         path = Path(name_or_path)
         if not (path.suffix == ".txt" and path.is_file()):
@@ -63,19 +71,21 @@ class Template:
                 )
         raw = path.read_bytes()
         text = raw.decode("utf-8").rstrip("\n")
-        tpl = cls(id=path.stem, scheme=scheme, text=text, sha256=hashlib.sha256(raw).hexdigest())
+        if layout is None:
+            layout = "pair" if ITEM_MARKER in text else "prompt"
+        tpl = cls(id=path.stem, scheme=scheme, text=text, sha256=hashlib.sha256(raw).hexdigest(), layout=layout)
         tpl.parts("item")  # validate early
         return tpl
 
     def parts(self, item_noun: str) -> Tuple[str, str]:
         """(head, tail): head holds {history}; tail holds {candidate}.
 
-        Generative: the prompt is head + tail, split right before {candidate}.
-        Discriminative: head is the user text and tail the item text."""
+        "prompt" layout: the prompt is head + tail, split right before {candidate}.
+        "pair" layout: head is the user text and tail the item text."""
         text = _put(self.text, "item_noun", item_noun)
-        if self.scheme == "discriminative":
+        if self.layout == "pair":
             if ITEM_MARKER not in text:
-                raise ConfigError(f"discriminative template '{self.id}' needs a line {ITEM_MARKER} between user and item text")
+                raise ConfigError(f"{self.scheme} template '{self.id}' needs a line {ITEM_MARKER} between user and item text")
             head, _, tail = text.partition(ITEM_MARKER)
             head, tail = head.strip("\n"), tail.strip("\n")
         else:
@@ -310,6 +320,11 @@ class PromptBuilder:
         head, cut, shortened = self._fit_history(list(history), reserve)
         self._count(cut, shortened)
         return [PromptRequest(head, s) for s in suffixes]
+
+    def probe(self) -> PromptRequest:
+        """A one-item prompt of this template (not counted in the stats): what follows its
+        end is what the label tokens must continue."""
+        return PromptRequest(self._head(["A"]), self._suffix("B"))
 
     def user_text(self, history: Sequence[str]) -> str:
         """Discriminative user text (history only)."""

@@ -95,3 +95,14 @@ def test_cli_prints_one_line_for_a_damaged_cache(tmp_path, tiny_models, monkeypa
     assert rc == 2
     assert err[-1].startswith("recbench: error: score cache") and "scores.sqlite" in err[-1]
     assert not any("Traceback" in line for line in err)
+
+
+def test_merging_a_damaged_cache_is_one_line(tmp_path):
+    bad = tmp_path / "other.sqlite"
+    bad.write_bytes(b"garbage" * 1000)
+    c = ScoreCache(good_cache(tmp_path / "scores.sqlite"))
+    with pytest.raises(CacheError) as err:
+        c.merge_from(bad)
+    assert_one_line(err, bad)
+    assert c.count() == 2000  # the destination is untouched and still usable
+    c.close()

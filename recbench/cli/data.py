@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import ConfigError, RecBenchError
+from ..settings import DEFAULT_SEED
 
 RAW_DIR_HELP = (
     "folder holding one folder per scenario (ROOT/mind, ROOT/movielens, ...) or the "
@@ -57,7 +58,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                                    "data fingerprint.")
     q.add_argument("scenario", metavar="SCENARIO", help="scenario name (see `recbench data list`)")
     q.add_argument("--raw-dir", metavar="DIR", help=RAW_DIR_HELP)
-    q.add_argument("--seed", type=int, default=2024, help="sampling seed (default: 2024)")
+    q.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"sampling seed (default: {DEFAULT_SEED})")
     q.add_argument("--num-test", type=int, metavar="N", help="test samples (default: the scenario's)")
     q.add_argument("--num-finetune", type=int, metavar="N", help="fine-tuning samples (default: the scenario's)")
     q.add_argument("--strict", action="store_true", help="stop at the first malformed row instead of skipping it")
@@ -75,7 +76,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                                    "folder configured and a cached build present, its summary too.")
     q.add_argument("scenario", metavar="SCENARIO")
     q.add_argument("--raw-dir", metavar="DIR", help=RAW_DIR_HELP)
-    q.add_argument("--seed", type=int, default=2024, help="seed of the cached build to look for (default: 2024)")
+    q.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                   help=f"seed of the cached build to look for (default: {DEFAULT_SEED})")
     q.add_argument("--cache-dir", metavar="DIR", help="cache folder (default: $RECBENCH_CACHE or ~/.cache/recbench)")
     q.add_argument("--json", action="store_true", help="print as JSON")
     q.set_defaults(func=run_info)

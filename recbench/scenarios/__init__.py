@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable, Optional, Union
 
 from ..errors import DataError
+from ..settings import DEFAULT_SEED
 from . import cache as _cache
 from .base import PROTOCOL_VERSION, Event, RawSource, RemoteFile, SamplingPolicy, Scenario, build_scenario
 from .io import BuildReport
@@ -45,7 +46,7 @@ def load_scenario(
     name: str,
     raw_dir: Optional[PathLike] = None,
     *,
-    seed: int = 2024,
+    seed: int = DEFAULT_SEED,
     num_test: Optional[int] = None,
     num_finetune: Optional[int] = None,
     strict: bool = False,

@@ -121,6 +121,12 @@ class HFEmbeddingScorer(EmbeddingScorer):
         prefix = max(self.count_tokens(self.spec.query_prefix), self.count_tokens(self.spec.passage_prefix))
         return self._limit - prefix - 2
 
+    def efficiency_counters(self) -> Dict:
+        model = self.st_model if self.st_model is not None else self.model
+        params = next(model.parameters())
+        return {"device": str(self.device), "dtype": str(params.dtype).replace("torch.", ""),
+                "parameters": int(sum(p.numel() for p in model.parameters()))}
+
     def diagnostics(self) -> Dict:
         return {"batch_size": self.batch_size, "device": str(self.device), "pooling": self.pooling}
 

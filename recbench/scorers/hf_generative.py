@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ..errors import ModelError
 from ..models import ModelSpec
 from ..prompts import PromptRequest
-from .base import GenerativeScorer
+from .base import GenerativeScorer, OnResult
 from .hf_common import (
     LoadOptions,
     context_limit,
@@ -145,6 +145,7 @@ class HFGenerativeScorer(GenerativeScorer):
         self.labels = derive_label_tokens(self.tokenizer, self._answer_probe(), masked=self.masked)
         self._mass_sum = 0.0
         self._mass_n = 0
+        self._tokens = {"in_prompts": 0, "processed": 0}
         self._prefix_cache: "OrderedDict[Tuple[int, ...], object]" = OrderedDict()
 
     @classmethod
@@ -176,6 +177,14 @@ class HFGenerativeScorer(GenerativeScorer):
     def context_budget(self) -> int:
         # room for the chat wrapper, the [MASK] and special tokens
         return self._limit - (self._chat_overhead() if self.chat else 0) - 4
+
+    def begin_scenario(self) -> None:
+        self._tokens = {"in_prompts": 0, "processed": 0}
+
+    def efficiency_counters(self) -> Dict:
+        return {"device": str(self.device), "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
+                "parameters": int(sum(p.numel() for p in self.model.parameters())),
+                "tokens_in_prompts": self._tokens["in_prompts"], "tokens_processed": self._tokens["processed"]}
 
     def diagnostics(self) -> Dict:
         return {"batch_size": self.batch_size, "prefix_reuse": self.prefix_reuse, "device": str(self.device)}
@@ -237,7 +246,11 @@ class HFGenerativeScorer(GenerativeScorer):
         rendered, data = self._rendered(request)
         return self._encode(rendered.text, data)
 
-    def score_detailed(self, requests: Sequence[PromptRequest]) -> Tuple[List[float], List[Dict]]:
+    def set_answer_cue(self, probe: PromptRequest) -> None:
+        self.labels = derive_label_tokens(self.tokenizer, self.render(probe).text, masked=self.masked)
+
+    def score_detailed(self, requests: Sequence[PromptRequest],
+                       on_result: Optional[OnResult] = None) -> Tuple[List[float], List[Dict]]:
         pairs = [self._rendered(r) for r in requests]
         rendered = [r for r, _ in pairs]
         full_ids = [self._encode(r.text, data) for r, data in pairs]
@@ -247,6 +260,7 @@ class HFGenerativeScorer(GenerativeScorer):
                 f"a prompt of {len(full_ids[too_long[0]])} tokens exceeds the model's context of {self._limit}; "
                 "this is a truncation bug, please report it"
             )
+        self._tokens["in_prompts"] += sum(len(ids) for ids in full_ids)
         out: List[Optional[Tuple[float, float]]] = [None] * len(requests)
         plain: List[int] = []
         if self.prefix_reuse:
@@ -264,12 +278,14 @@ class HFGenerativeScorer(GenerativeScorer):
                 plain.extend(i for i in idx if i not in set(ok))
                 if ok:
                     suffixes = [full_ids[i][len(prefix_ids):] for i in ok]
+                    self._tokens["processed"] += len(prefix_ids) + sum(len(x) for x in suffixes)
                     for i, res in zip(ok, self._run(self._score_suffixes, prefix_ids, suffixes)):
                         out[i] = res
         else:
             plain = list(range(len(requests)))
         if plain:
             order = sorted(plain, key=lambda i: len(full_ids[i]))  # length-sorted batches
+            self._tokens["processed"] += sum(len(full_ids[i]) for i in order)
             for i, res in zip(order, self._run(self._score_full, None, [full_ids[i] for i in order])):
                 out[i] = res
         scores, extras = [], []

@@ -279,8 +279,7 @@ def apply_adapter(model, adapter_path, scorer) -> Tuple[object, Dict]:
     spec: ModelSpec = scorer.spec
     meta = folder.meta or {}
     where = f"adapter {folder.path}"
-    scheme = getattr(scorer, "scheme", None)
-    if meta.get("scheme") and scheme and meta["scheme"] != scheme:
+    if meta.get("scheme") and _trained_kind(meta["scheme"]) not in (None, scorer.kind):
         raise ModelError(f"{where} was trained for the {meta['scheme']} scheme; evaluate it with --scheme {meta['scheme']}")
     if meta.get("base"):
         why = _same_base(meta["base"], spec, model)
@@ -375,3 +374,10 @@ def _warn_prompt_mismatch(prompt: Optional[Dict], scorer) -> None:
     if notes:
         print(f"recbench: note: the adapter was trained with {', '.join(notes)}; evaluate with the same "
               "settings for identical inputs", file=sys.stderr)
+
+
+def _trained_kind(scheme_name: str):
+    """The scorer ability an adapter's scheme scores with (None for an unknown scheme)."""
+    from ..schemes import SCHEMES, get_scheme
+
+    return get_scheme(scheme_name).scorer_kind if scheme_name in SCHEMES else None

@@ -178,7 +178,7 @@ def build_data(cfg: SFTConfig, scenarios: Dict[str, Scenario], template: Templat
     train_ids: List[List[int]] = []
     pairs: List[Tuple[str, str]] = []
     info: Dict = {"train": {}, "valid": {}}
-    generative = cfg.scheme == "generative"
+    generative = scorer.kind == "logits"
 
     def builder_for(sc: Scenario) -> PromptBuilder:
         return PromptBuilder(template, sc.item_noun, scorer.count_tokens, scorer.context_budget)
