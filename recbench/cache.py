@@ -17,13 +17,14 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .hashing import json_sha256
+
 from .errors import RecBenchError
 
 
 def namespace(identity: Mapping, **extra) -> str:
     """A short stable hash of what the scores depend on besides the request text."""
-    doc = json.dumps({**identity, **extra}, sort_keys=True, default=str)
-    return hashlib.sha256(doc.encode("utf-8")).hexdigest()[:24]
+    return json_sha256({**identity, **extra}, 24)
 
 
 def request_key(ns: str, text: str) -> str:

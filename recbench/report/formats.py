@@ -7,7 +7,6 @@ import datetime as _dt
 import html
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -15,6 +14,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from ..results import atomic_write_bytes, current_umask
 from ..errors import ConfigError, MissingDependencyError, suggest
 from .collect import PathLike, ResultsWarning, _records_frame
 from .figures import _heatmap, _overall_bars
@@ -353,29 +353,11 @@ def _payload(report: Report, output_dir: Path, figures: Dict[str, Dict[str, str]
 # --------------------------------------------------------------------------------------
 
 
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
+_UMASK = current_umask()
 
 
 def _atomic_write(path: Path, data: Union[str, bytes]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; use the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
     return path
 
 

@@ -24,6 +24,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import pandas as pd
 
+from ..hashing import json_sha256
 from .base import PROTOCOL_VERSION, Scenario, samples_fingerprint
 
 CHUNK = 1 << 20
@@ -54,7 +55,7 @@ def file_fingerprint(path: Path) -> dict:
 
 def raw_fingerprint(files: List[Path]) -> str:
     doc = [file_fingerprint(Path(p)) for p in sorted(files, key=lambda p: Path(p).name)]
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+    return json_sha256(doc)
 
 
 def cache_key(name: str, loader_version: str, seed: int, num_test: int, num_finetune: int,
@@ -69,7 +70,7 @@ def cache_key(name: str, loader_version: str, seed: int, num_test: int, num_fine
         "options": {k: str(v) for k, v in sorted(options.items())},
         "raw": raw_fp,
     }
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:20]
+    return json_sha256(doc, 20)
 
 
 SPLITS = ("items", "test", "finetune")
