@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable, Optional, Union
 
 from ..errors import DataError
+from ..settings import DEFAULT_SEED
 from . import cache as _cache
 from .base import PROTOCOL_VERSION, Event, RawSource, RemoteFile, SamplingPolicy, Scenario, build_scenario
 from .io import BuildReport
@@ -45,7 +46,7 @@ def load_scenario(
     name: str,
     raw_dir: Optional[PathLike] = None,
     *,
-    seed: int = 2024,
+    seed: int = DEFAULT_SEED,
     num_test: Optional[int] = None,
     num_finetune: Optional[int] = None,
     strict: bool = False,
@@ -86,7 +87,7 @@ def load_scenario(
     key = split_cache_key(source_cls, files, seed, num_test, num_finetune, options)
     entry = Path(cache_dir or _cache.default_cache_dir()) / "scenarios" / source_cls.name / key
     if use_cache:
-        cached = _cache.load(entry)
+        cached = _cache.load(entry, progress=progress)
         if cached is not None:
             return cached
     scenario = build_scenario(source, seed=seed, num_test=num_test, num_finetune=num_finetune, progress=progress,
