@@ -503,12 +503,14 @@ class Session:
                         before = report.first_fatal
                         k = 0
                         for row in spec.python(ln, block.raw(ln)):
-                            if report.first_fatal is not before and first[name] is None:
-                                first[name] = self._fatal(ln, k, report.first_fatal)
+                            found = report.first_fatal
+                            if found is not None and found is not before and first[name] is None:
+                                first[name] = self._fatal(ln, k, found)
                             rows.append(((ln << SHIFT) + k, None, *row))
                             k += 1
-                        if report.first_fatal is not before and first[name] is None:
-                            first[name] = self._fatal(ln, k, report.first_fatal)
+                        found = report.first_fatal
+                        if found is not None and found is not before and first[name] is None:
+                            first[name] = self._fatal(ln, k, found)
                         if first[name] is not None:
                             report.first_fatal = None  # let the next table's rows be located too
                     if rows:
