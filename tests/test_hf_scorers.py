@@ -5,7 +5,7 @@ import pytest
 
 from recbench.errors import ConfigError, ModelError
 from recbench.models import resolve_model
-from recbench.prompts import PromptBuilder, PromptRequest, Template
+from recbench.prompts import PromptBuilder, Template
 from recbench.scorers.hf_common import LoadOptions
 from recbench.scorers.hf_embedding import HFEmbeddingScorer
 from recbench.scorers.hf_generative import HFGenerativeScorer, derive_label_tokens

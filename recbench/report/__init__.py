@@ -33,7 +33,6 @@ from __future__ import annotations
 from .collect import (
     COUNT_KEYS,
     METRIC_ORDER,
-    SCHEMES,
     PathLike,
     ResultsWarning,
     Skipped,
@@ -88,7 +87,7 @@ __all__ = [
     # also public, as they were in the single-module recbench.report
     "COUNT_KEYS", "FORMATS", "LOWER_IS_BETTER", "METRIC_DESCRIPTIONS", "METRIC_ORDER",
     "PUBLISHED_SUFFIX", "RANDOM_EXPECTED", "RANDOM_LABEL", "REFERENCE_DIR", "REFERENCE_FILES",
-    "REFERENCE_METRIC", "SCENARIO_TITLES", "SCHEMES", "TABLE_TITLES", "CITATION_URL",
+    "REFERENCE_METRIC", "SCENARIO_TITLES", "TABLE_TITLES", "CITATION_URL",
     "Cell", "PathLike", "Report", "Row", "Skipped", "Table",
     "build_report", "render_latex", "row_label",
 ]

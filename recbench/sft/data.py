@@ -178,7 +178,7 @@ def build_data(cfg: SFTConfig, scenarios: Dict[str, Scenario], template: Templat
     train_ids: List[List[int]] = []
     pairs: List[Tuple[str, str]] = []
     info: Dict = {"train": {}, "valid": {}}
-    generative = cfg.scheme == "generative"
+    generative = scorer.kind == "logits"
 
     def builder_for(sc: Scenario) -> PromptBuilder:
         return PromptBuilder(template, sc.item_noun, scorer.count_tokens, scorer.context_budget)
@@ -189,7 +189,7 @@ def build_data(cfg: SFTConfig, scenarios: Dict[str, Scenario], template: Templat
         builder = builder_for(sc)
         if generative:
             reqs = generative_requests(sc, df, builder)
-            ids = [scorer._encode(scorer.render(q).text) for q in reqs]
+            ids = [scorer.encode(q) for q in reqs]
             train_ids.extend(ids)
             lengths = [len(x) for x in ids]
         else:

@@ -1,0 +1,64 @@
+"""What a task is: how samples are drawn from a scenario, grouped for scoring, and measured.
+
+A task never knows how a model scores (that is the scheme's and the backend's business); a
+scheme never knows how a task measures. Adding a task is one module here plus a line in
+`recbench/tasks/__init__.py`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, ClassVar, Dict, List, Optional, Tuple
+
+import numpy as np
+import pandas as pd
+
+from ..types import UserGroup
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import RunConfig
+    from ..scenarios import Scenario
+
+
+class Task(ABC):
+    name: ClassVar[str]
+    description: ClassVar[str]
+    headline: ClassVar[str]  # the leaderboard's default metric
+    table_columns: ClassVar[Tuple[str, ...]]  # metrics shown first in tables
+
+    @abstractmethod
+    def load(self, scenario: str, cfg: "RunConfig", progress: Optional[Callable[[str], None]] = None) -> "Scenario":
+        """The scenario with this task's test split built (and cached)."""
+
+    @abstractmethod
+    def samples(self, sc: "Scenario", cfg: "RunConfig") -> pd.DataFrame:
+        """The test samples scored in this run (after --limit)."""
+
+    @abstractmethod
+    def groups(self, samples: pd.DataFrame) -> List[UserGroup]:
+        """Per user: history and the candidates to score, with their score slots."""
+
+    @abstractmethod
+    def num_scores(self, samples: pd.DataFrame) -> int:
+        """Length of the flat score vector the groups' slots index."""
+
+    @abstractmethod
+    def metrics(self, samples: pd.DataFrame, scores: np.ndarray, *, probabilities: bool, bootstrap: int,
+                seed: int) -> Dict:
+        """The task's metrics from unrounded scores."""
+
+    @abstractmethod
+    def sample_log(self, samples: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
+        """One row per scored pair (user_id, item_id, label, score) for --log-samples."""
+
+    def results_dir(self, scheme_dir: Path) -> Path:
+        """Where this task's results files go under <output>/<model>/<scheme>/."""
+        return scheme_dir / self.name
+
+    def item_ids(self, samples: pd.DataFrame) -> List[str]:
+        """Every item a prompt may show (for the missing-text check)."""
+        ids: Dict[str, None] = {}
+        for g in self.groups(samples):
+            ids.update(dict.fromkeys(g.candidates))
+        return list(ids)
