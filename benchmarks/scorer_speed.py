@@ -70,18 +70,21 @@ def build_random_smollm2(folder: Path) -> Path:
     return folder
 
 
-def demo_requests(count_tokens, budget: int, users: int):
+def demo_requests(scorer, users: int):
+    """The demo users' requests built for `scorer`, whose label tokens are set from the
+    template's answer cue (as the runner does)."""
     import recbench
     from recbench.prompts import PromptBuilder, Template
 
     demo = recbench.load_scenario("demo")
     texts = demo.item_text()
-    builder = PromptBuilder(Template.load("generative"), demo.item_noun, count_tokens, budget)
+    builder = PromptBuilder(Template.load("generative"), demo.item_noun, scorer.count_tokens, scorer.context_budget)
+    scorer.set_answer_cue(builder.probe())
     out = []
     for user in list(dict.fromkeys(demo.test["user_id"]))[:users]:
         rows = demo.test[demo.test["user_id"] == user]
         out += builder.user_prompts([texts[h] for h in rows["history"].iloc[0]], [texts[i] for i in rows["item_id"]])
-    return out
+    return out, builder.probe()
 
 
 def timed(fn, requests):
@@ -151,7 +154,7 @@ def main() -> int:
                 vl = VLLMGenerativeScorer(resolve_model(f"vllm:{folder}"), dtype=dtype, chat_template=chat,
                                           gpu_memory_utilization=args.gpu_memory_utilization, engine_args=engine)
                 print(f"vllm: engine started in {time.perf_counter() - t0:.1f} s ({vl.identity()['dtype']})")
-                requests = demo_requests(vl.count_tokens, vl.context_budget, args.users)
+                requests, probe = demo_requests(vl, args.users)
                 vl.score(requests[-2:])  # warm-up (its prefix is one user's: counted below as hits)
                 warm = vl.diagnostics()
                 vllm_scores, secs = timed(vl.score, requests)
@@ -169,7 +172,9 @@ def main() -> int:
         if "hf" in backends or vllm_scores is not None:
             hf = HFGenerativeScorer(hf_spec, LoadOptions(device=device), chat_template=chat)
             if requests is None:
-                requests = demo_requests(hf.count_tokens, hf.context_budget, args.users)
+                requests, probe = demo_requests(hf, args.users)
+            else:
+                hf.set_answer_cue(probe)
             hf.score(requests[:2])  # warm-up
             hf_scores, secs = timed(hf.score, requests)
             results["hf"] = secs
@@ -177,6 +182,7 @@ def main() -> int:
                   f"prefix reuse {hf.prefix_reuse}, {hf.identity()['dtype']})")
             one = HFGenerativeScorer(hf_spec, LoadOptions(device=device), chat_template=chat, batch_size=1,
                                      model=hf.model, tokenizer=hf.tokenizer)
+            one.set_answer_cue(probe)
             _, secs1 = timed(one.score, requests)
             results["hf batch 1"] = secs1
             print(f"  hf: {len(requests) / secs1:8.1f} pairs/s at batch size 1")

@@ -67,7 +67,8 @@ def vllm_scorer(smollm2_folder):
 
 @pytest.fixture(scope="module")
 def demo_requests(vllm_scorer):
-    """USERS demo users' prompts, each user's candidates side by side (as evaluate sends them)."""
+    """The template's probe and USERS demo users' prompts (each user's candidates side by side,
+    as the runner sends them)."""
     import recbench
     from recbench.prompts import PromptBuilder, Template
 
@@ -75,12 +76,13 @@ def demo_requests(vllm_scorer):
     texts = demo.item_text()
     builder = PromptBuilder(Template.load("generative"), demo.item_noun, vllm_scorer.count_tokens,
                             vllm_scorer.context_budget)
+    vllm_scorer.set_answer_cue(builder.probe())  # as the runner does: labels follow this template's cue
     users = list(dict.fromkeys(demo.test["user_id"]))[:USERS]
     out = []
     for user in users:
         rows = demo.test[demo.test["user_id"] == user]
         out.append(builder.user_prompts([texts[h] for h in rows["history"].iloc[0]], [texts[i] for i in rows["item_id"]]))
-    return out
+    return builder.probe(), out
 
 
 def _spearman(a, b) -> float:
@@ -91,7 +93,8 @@ def _spearman(a, b) -> float:
 
 def test_vllm_cpu_scores_in_the_order_given(vllm_scorer, demo_requests):
     """Requests of several users interleaved come back in the caller's order."""
-    a, b = demo_requests[0][:3], demo_requests[1][:3]
+    _, users = demo_requests
+    a, b = users[0][:3], users[1][:3]
     mixed = [a[0], b[0], a[1], b[1], a[2], b[2]]
     together = vllm_scorer.score(mixed)
     alone = vllm_scorer.score(a) + vllm_scorer.score(b)
@@ -103,11 +106,14 @@ def test_vllm_cpu_data_parallel_replicas_match_one_engine(vllm_scorer, smollm2_f
     from recbench.models import resolve_model
     from recbench.scorers.vllm import VLLMGenerativeScorer
 
-    reqs = [r for user in demo_requests[:2] for r in user[:5]]  # the order test's 2 users, 10 pairs
+    probe, users = demo_requests
+    reqs = [r for user in users[:2] for r in user[:5]]  # the order test's 2 users, 10 pairs
     one = np.array(vllm_scorer.score(reqs))
     dp = VLLMGenerativeScorer(resolve_model(f"vllm:{smollm2_folder}"), dtype="float32", chat_template=True,
                               data_parallel_size=2, engine_args={**ENGINE, "max_model_len": 1024})
     try:
+        dp.set_answer_cue(probe)
+        assert dp.labels == vllm_scorer.labels
         two = np.array(dp.score(reqs))
         diag = dp.diagnostics()
     finally:
@@ -121,7 +127,8 @@ def test_vllm_cpu_agrees_with_hf_and_reuses_the_prefix_cache(vllm_scorer, demo_r
     from recbench.scorers.hf_common import LoadOptions
     from recbench.scorers.hf_generative import HFGenerativeScorer
 
-    flat = [r for user in demo_requests[2:] for r in user]  # users the order test did not touch
+    probe, users = demo_requests
+    flat = [r for user in users[2:] for r in user]  # users the order test did not touch
     assert len(flat) >= 100
     before = vllm_scorer.diagnostics()
     start = time.perf_counter()
@@ -140,12 +147,18 @@ def test_vllm_cpu_agrees_with_hf_and_reuses_the_prefix_cache(vllm_scorer, demo_r
 
     print(f"prefix cache hit rate: first pass {rate(before, first):.3f}, second pass {rate(first, second):.3f}")
     assert rate(first, second) > 0
+    eff = vllm_scorer.efficiency_counters()  # tokens run = prompt tokens - cached ones
+    assert eff["tokens_processed"] == second["prompt_tokens"] - second["cached_tokens"] < eff["tokens_in_prompts"]
+    assert eff["dtype"] == "float32" and eff["parameters"] > 100_000_000  # SmolLM2-135M
+    vllm_scorer.begin_scenario()  # per-scenario numbers start again
+    assert vllm_scorer.diagnostics()["scored"] == 0 and vllm_scorer.efficiency_counters()["tokens_in_prompts"] == 0
     assert np.abs(again - vl).max() < 1e-4
     labels = vllm_scorer.labels
     vllm_scorer.close()  # its engine processes would compete with the HF scorer for the cores
 
     hf_scorer = HFGenerativeScorer(resolve_model("smollm2-135m"), LoadOptions(device="cpu", dtype="float32"),
                                    chat_template=True, batch_size=16)
+    hf_scorer.set_answer_cue(probe)
     assert hf_scorer.labels == labels  # the same label tokens
     start = time.perf_counter()
     hf = np.array(hf_scorer.score(flat))

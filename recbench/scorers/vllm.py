@@ -4,7 +4,7 @@ One request per pair: the prompt's token ids, `max_tokens=1`, temperature 0, and
 tokens' log-probabilities read at the first generated position, so P(Yes) is the two-way
 softmax of log P(Yes | prompt) and log P(No | prompt), as the HF scorer computes it (same
 label tokens: `derive_label_tokens`). Where the installed vLLM has `logprob_token_ids`
-(exact log-probs of named tokens, vLLM >= 0.1x) both labels are always returned; older
+(exact log-probs of named tokens; vLLM 0.32 has it) both labels are always returned; older
 versions get the top `LOGPROBS_TOP` list, and a label outside it gets the floor value (the
 smallest listed log-prob, an upper bound), counted in `diagnostics()` as the API chat tier does.
 
@@ -22,16 +22,20 @@ each call's users between them: scoring needs no communication between replicas.
 
 from __future__ import annotations
 
-import math
+import json
 import os
+import struct
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ConfigError, ModelError, require
 from ..models import ModelSpec
 from ..prompts import PromptRequest
-from .base import GenerativeScorer
+from .base import GenerativeScorer, OnResult
+from .hf_common import count_plain, encode_plain, local_revision, special_pattern
 from .hf_generative import derive_label_tokens
+from .labels import two_way_softmax
 
 LOGPROBS_TOP = 20  # top-k list read on vLLM versions without logprob_token_ids (vLLM's default max_logprobs)
 FLOOR_LOGPROB = -1e4  # a label missing from a top list with no entries at all (never seen in practice)
@@ -111,16 +115,16 @@ class _Engine:
         gc.collect()
 
 
-def _replica_main(conn, kwargs: Dict[str, Any], devices: Optional[str], labels: Tuple[int, int]) -> None:
-    """A data-parallel replica: one engine on its own devices, scoring what the pipe sends."""
+def _replica_main(conn, kwargs: Dict[str, Any], devices: Optional[str]) -> None:
+    """A data-parallel replica: one engine on its own devices, scoring what the pipe sends
+    (label ids, prompts)."""
     if devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = devices
     try:
         import vllm
 
         engine = _Engine(vllm, kwargs)
-        params, exact = sampling_params(vllm, labels)
-        conn.send(("ready", {**engine.info, "exact": exact}))
+        conn.send(("ready", engine.info))
     except Exception as exc:  # reported to the parent as one line
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
@@ -128,8 +132,10 @@ def _replica_main(conn, kwargs: Dict[str, Any], devices: Optional[str], labels: 
         msg = conn.recv()
         if msg is None:
             break
+        labels, prompts = msg
         try:
-            conn.send(("ok", engine.score(msg, params, labels)))
+            params, _ = sampling_params(vllm, labels)
+            conn.send(("ok", engine.score(prompts, params, labels)))
         except Exception as exc:
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
     engine.close()
@@ -138,7 +144,7 @@ def _replica_main(conn, kwargs: Dict[str, Any], devices: Optional[str], labels: 
 class _Replicas:
     """`data_parallel_size` engine processes; a call's prompt groups are split between them."""
 
-    def __init__(self, kwargs: Dict[str, Any], dp: int, tp: int, labels: Tuple[int, int], use_cuda: bool):
+    def __init__(self, kwargs: Dict[str, Any], dp: int, tp: int, use_cuda: bool):
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
@@ -151,7 +157,7 @@ class _Replicas:
                 own = ids[rank * tp:(rank + 1) * tp] if ids else [str(i) for i in range(rank * tp, (rank + 1) * tp)]
                 devices = ",".join(own)
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_replica_main, args=(child, kwargs, devices, labels), daemon=False)
+            proc = ctx.Process(target=_replica_main, args=(child, kwargs, devices), daemon=False)
             proc.start()
             self.conns.append(parent)
             self.procs.append(proc)
@@ -163,7 +169,7 @@ class _Replicas:
                 raise ModelError(f"vLLM data-parallel replica {rank} failed to start: {payload}")
             self.info = payload
 
-    def score(self, groups: List[List[List[int]]]) -> List[List[PairResult]]:
+    def score(self, groups: List[List[List[int]]], labels: Tuple[int, int]) -> List[List[PairResult]]:
         """Per group (one prefix's prompts) its results; groups are dealt to replicas whole,
         balanced by pair count, so that each user's prefix is computed on one replica only."""
         shares: List[List[int]] = [[] for _ in self.conns]
@@ -173,7 +179,7 @@ class _Replicas:
             shares[r].append(g)
             load[r] += len(groups[g])
         for conn, share in zip(self.conns, shares):
-            conn.send([ids for g in share for ids in groups[g]])
+            conn.send((labels, [ids for g in share for ids in groups[g]]))
         out: List[List[PairResult]] = [[] for _ in groups]
         for rank, (conn, share) in enumerate(zip(self.conns, shares)):
             status, payload = conn.recv()
@@ -200,8 +206,8 @@ class _Replicas:
 
 class VLLMGenerativeScorer(GenerativeScorer):
     backend = "vllm"
-    # Users per scoring call: evaluate.py sends `2 * concurrency` users per call; vLLM batches
-    # a call's requests itself (continuous batching), so bigger calls keep the GPU busy.
+    # The runner sends 2 x concurrency users per call; vLLM batches a call's requests itself
+    # (continuous batching), so bigger calls keep the GPUs busy.
     concurrency = 64
 
     def __init__(self, spec: ModelSpec, *, dtype=None, max_length=None, trust_remote_code=False,
@@ -234,28 +240,24 @@ class VLLMGenerativeScorer(GenerativeScorer):
         if dp == 1:
             self._engine = _Engine(vllm, kwargs)
             self.tokenizer = self._engine.llm.get_tokenizer()
+            info = self._engine.info
         else:
             from transformers import AutoTokenizer
 
             self.tokenizer = AutoTokenizer.from_pretrained(spec.model_id, revision=spec.revision,
                                                            trust_remote_code=trust_remote_code)
-        if self.chat and not getattr(self.tokenizer, "chat_template", None):
-            raise ModelError(f"--chat-template asked for, but model '{spec.name}' has no chat template")
-        self.labels = derive_label_tokens(self.tokenizer, self.render(
-            PromptRequest("User behavior sequence:\n(1) A\n", "Candidate item: B\nAnswer (Yes/No):")).text)
-        label_ids = (self.labels.yes_id, self.labels.no_id)
-        if self._engine is not None:
-            self.params, self.exact = sampling_params(vllm, label_ids)
-            info = self._engine.info
-        else:
-            self._replicas = _Replicas(kwargs, dp, tp, label_ids, use_cuda=not self.cpu)
+            self._replicas = _Replicas(kwargs, dp, tp, use_cuda=not self.cpu)
             info = self._replicas.info
-            self.exact = bool(info["exact"])
+        if self.chat and not getattr(self.tokenizer, "chat_template", None):
+            self.close()
+            raise ModelError(f"--chat-template asked for, but model '{spec.name}' has no chat template")
         self._limit = int(info["max_model_len"])
         self._dtype = info["dtype"]
         self._chat_cost = self._chat_overhead() if self.chat else 0
-        self._counts = {"scored": 0, "floors": 0, "prompts_with_floor": 0, "prompt_tokens": 0, "cached_tokens": 0}
-        self._mass_sum = 0.0
+        self._revision = local_revision(spec) or spec.revision or "main"
+        self._parameters = _count_parameters(spec)
+        self.set_answer_cue(PromptRequest("User behavior sequence:\n(1) A\n", "Candidate item: B\nAnswer (Yes/No):"))
+        self.begin_scenario()
 
     @classmethod
     def from_run(cls, spec: ModelSpec, run) -> "VLLMGenerativeScorer":
@@ -266,36 +268,41 @@ class VLLMGenerativeScorer(GenerativeScorer):
 
     # -- description ----------------------------------------------------------------------
     def identity(self) -> Dict:
-        return {"model": self.spec.name, "model_id": self.spec.public_id, "revision": self.spec.revision or "main",
-                "backend": self.backend, "chat_template": self.chat, "labels": self.labels.as_dict(),
-                "dtype": self._dtype, "label_logprobs": "exact" if self.exact else f"top{LOGPROBS_TOP}"}
+        return {"model": self.spec.name, "model_id": self.spec.public_id, "revision": self._revision,
+                "backend": self.backend, "kind": "causal", "dtype": self._dtype, "chat_template": self.chat,
+                "labels": self.labels.as_dict(), "label_logprobs": self._label_mode}
 
     def label_info(self) -> Dict:
         return self.labels.as_dict()
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+        return count_plain(self.tokenizer, text)  # item text counts as the plain text it is sent as
 
     @property
     def context_budget(self) -> int:
         return self._limit - self._chat_cost - 4
 
+    def begin_scenario(self) -> None:
+        self._counts = {"scored": 0, "floors": 0, "prompts_with_floor": 0, "prompt_tokens": 0, "cached_tokens": 0}
+
+    def efficiency_counters(self) -> Dict:
+        c = self._counts
+        return {"device": "cpu" if self.cpu else "cuda", "device_name": _device_name(self.cpu), "dtype": self._dtype,
+                "parameters": self._parameters, "tokens_in_prompts": c["prompt_tokens"],
+                "tokens_processed": c["prompt_tokens"] - c["cached_tokens"]}
+
     def diagnostics(self) -> Dict:
         c = self._counts
         n = max(1, c["scored"])
         return {
-            "tensor_parallel_size": self.tp, "data_parallel_size": self.dp, "device": "cpu" if self.cpu else "cuda",
-            "label_logprobs": "exact" if self.exact else f"top{LOGPROBS_TOP}",
-            "scored": c["scored"], "label_floors": c["floors"], "prompts_with_floor": c["prompts_with_floor"],
-            "floor_rate": c["prompts_with_floor"] / n,
+            "device": "cpu" if self.cpu else "cuda", "tensor_parallel_size": self.tp, "data_parallel_size": self.dp,
+            "label_logprobs": self._label_mode, "scored": c["scored"], "label_floors": c["floors"],
+            "prompts_with_floor": c["prompts_with_floor"], "floor_rate": c["prompts_with_floor"] / n,
             "prompt_tokens": c["prompt_tokens"], "cached_tokens": c["cached_tokens"],
             "prefix_cache_hit_rate": c["cached_tokens"] / c["prompt_tokens"] if c["prompt_tokens"] else None,
         }
 
-    def mean_label_mass(self) -> Optional[float]:
-        return self._mass_sum / self._counts["scored"] if self._counts["scored"] else None
-
-    # -- rendering -----------------------------------------------------------------------
+    # -- rendering (as the HF scorer renders causal prompts, so both send the same token ids) --
     def _chat_wrap(self, text: str) -> str:
         return self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
                                                   add_generation_prompt=True)
@@ -304,58 +311,80 @@ class VLLMGenerativeScorer(GenerativeScorer):
         return len(self.tokenizer(self._chat_wrap("x"), add_special_tokens=False)["input_ids"])
 
     def render(self, request: PromptRequest) -> PromptRequest:
+        return self._rendered(request)[0]
+
+    def _rendered(self, request: PromptRequest) -> Tuple[PromptRequest, List[Tuple[int, int]]]:
+        """The request as the model sees it, and the spans of the prompt's own text in it."""
+        content = request.prefix + request.suffix
         if not self.chat:
-            return request
-        full = self._chat_wrap(request.prefix + request.suffix)
+            return request, [(0, len(content))]
+        full = self._chat_wrap(content)
         cut = full.find(request.prefix)
+        if cut >= 0 and full.startswith(content, cut):
+            spans = [(cut, cut + len(content))]
+        else:  # a chat template that edits the text: find what it kept verbatim
+            after = cut + len(request.prefix) if cut >= 0 else 0
+            tail = full.find(request.suffix, after)
+            spans = [(cut, after)] if cut >= 0 else []
+            spans += [(tail, tail + len(request.suffix))] if tail >= 0 else []
+            if cut < 0 or tail < 0:
+                pat = special_pattern(self.tokenizer)
+                if pat is not None and pat.search(content):
+                    raise ModelError(
+                        f"the chat template of model '{self.spec.name}' rewrites the prompt, so item text holding "
+                        "special-token strings cannot be kept plain text; run with --no-chat-template")
         if cut < 0:
-            return PromptRequest("", full)
-        return PromptRequest(full[: cut + len(request.prefix)], full[cut + len(request.prefix):])
+            return PromptRequest("", full), spans
+        return PromptRequest(full[: cut + len(request.prefix)], full[cut + len(request.prefix):]), spans
+
+    def set_answer_cue(self, probe: PromptRequest) -> None:
+        self.labels = derive_label_tokens(self.tokenizer, self.render(probe).text)
+        self.params, exact = sampling_params(self.vllm, (self.labels.yes_id, self.labels.no_id))
+        self._label_mode = "exact" if exact else f"top{LOGPROBS_TOP}"
 
     # -- scoring -------------------------------------------------------------------------
-    def score_detailed(self, requests: Sequence[PromptRequest]) -> Tuple[List[float], List[Dict]]:
-        rendered = [self.render(r) for r in requests]
-        # chat templates carry their own special tokens (as in the HF scorer)
-        ids = [self.tokenizer(r.text, add_special_tokens=not self.chat)["input_ids"] for r in rendered]
+    def score_detailed(self, requests: Sequence[PromptRequest],
+                       on_result: Optional[OnResult] = None) -> Tuple[List[float], List[Dict]]:
+        pairs = [self._rendered(r) for r in requests]
+        # chat templates carry their own special tokens; item text stays plain text (as in HF)
+        ids = [encode_plain(self.tokenizer, r.text, data, add_special_tokens=not self.chat) for r, data in pairs]
         too_long = [len(x) for x in ids if len(x) > self._limit]
         if too_long:
             raise ModelError(f"a prompt of {too_long[0]} tokens exceeds the model's context of {self._limit}; "
                              "this is a truncation bug, please report it")
         groups: "OrderedDict[str, List[int]]" = OrderedDict()  # one user's candidates side by side
-        for i, r in enumerate(rendered):
+        for i, (r, _) in enumerate(pairs):
             groups.setdefault(r.prefix, []).append(i)
         order = list(groups.values())
+        labels = (self.labels.yes_id, self.labels.no_id)
         results: List[Optional[PairResult]] = [None] * len(requests)
         if self._replicas is not None:
-            per_group = self._replicas.score([[ids[i] for i in idx] for idx in order])
-            for idx, res in zip(order, per_group):
+            for idx, res in zip(order, self._replicas.score([[ids[i] for i in idx] for idx in order], labels)):
                 for i, r in zip(idx, res):
                     results[i] = r
         elif self._engine is not None:
             flat = [i for idx in order for i in idx]
-            for i, r in zip(flat, self._engine.score([ids[i] for i in flat], self.params,
-                                                     (self.labels.yes_id, self.labels.no_id))):
+            for i, r in zip(flat, self._engine.score([ids[i] for i in flat], self.params, labels)):
                 results[i] = r
         else:
             raise ModelError("the vLLM scorer was closed")
         scores, extras = [], []
-        for lp_yes, lp_no, floors, cached, prompt in results:  # type: ignore[misc]
-            top = max(lp_yes, lp_no)
-            e_yes, e_no = math.exp(lp_yes - top), math.exp(lp_no - top)
-            mass = math.exp(lp_yes) + math.exp(lp_no)
-            scores.append(e_yes / (e_yes + e_no))
+        c = self._counts
+        for res in results:
+            assert res is not None
+            lp_yes, lp_no, floors, cached, prompt = res
+            p_yes, mass = two_way_softmax(lp_yes, lp_no)
             extra: Dict[str, Any] = {"mass": mass}
             if floors:
                 extra["floor"] = list(floors)
+            scores.append(p_yes)
             extras.append(extra)
-            c = self._counts
             c["scored"] += 1
             c["floors"] += len(floors)
             c["prompts_with_floor"] += int(bool(floors))
             c["prompt_tokens"] += prompt
             c["cached_tokens"] += cached
-            self._mass_sum += mass
-        return scores, extras
+        return scores, extras  # all answers arrive together: the runner commits them in one write
 
     def close(self) -> None:
         if self._engine is not None:
@@ -364,6 +393,42 @@ class VLLMGenerativeScorer(GenerativeScorer):
         if self._replicas is not None:
             self._replicas.close()
             self._replicas = None
+
+
+def _count_parameters(spec: ModelSpec) -> Optional[int]:
+    """Parameters of a local safetensors model, read from the files' headers (for the MFU in
+    the efficiency record); None when the weights are elsewhere or in another format."""
+    folder = Path(spec.model_id).expanduser()
+    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    if not files:
+        return None
+    total = 0
+    try:
+        for f in files:
+            with open(f, "rb") as fh:
+                (size,) = struct.unpack("<Q", fh.read(8))
+                header = json.loads(fh.read(size))
+            for name, meta in header.items():
+                if name != "__metadata__":
+                    n = 1
+                    for dim in meta["shape"]:
+                        n *= int(dim)
+                    total += n
+    except (OSError, ValueError, KeyError, struct.error):
+        return None
+    return total
+
+
+def _device_name(cpu: bool) -> Optional[str]:
+    """The GPU's name without creating a CUDA context in this process (vLLM's NVML query)."""
+    if cpu:
+        return None
+    try:
+        from vllm.platforms import current_platform
+
+        return str(current_platform.get_device_name(0))
+    except Exception:  # names are informative only
+        return None
 
 
 def _is_cpu_build() -> bool:
