@@ -8,8 +8,9 @@ the shared ones (`RunConfig.inherit`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Literal, Optional, Union
 
+from .errors import ConfigError
 from .settings import DEFAULT_SEED, public_dict, setting
 
 
@@ -23,6 +24,21 @@ def _tasks():
     from .tasks import task_names
 
     return task_names()
+
+
+def int_or_all(value: Any) -> Union[int, str]:
+    """A candidate count (>= 2: the target and a negative) or 'all'."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "all":
+            return "all"
+        if text.lstrip("+").isdigit():
+            value = int(text)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 2:
+        return value
+    raise ValueError(f"expected an integer >= 2 (the target and at least one negative) or 'all', got {value!r}")
 
 
 GROUPS = {
@@ -58,6 +74,14 @@ class RunConfig:
                               group="run")
     bootstrap: int = setting(0, "bootstrap resamples for confidence intervals of the headline metrics",
                              minimum=0, metavar="N", group="run")
+    history_len: int = setting(19, "seqrec: positives before the target given as the user's history (prompts "
+                               "show the last 20 at most)", minimum=1, metavar="N", group="run")
+    candidates: Union[int, Literal["all"]] = setting(
+        100, "seqrec: candidates per user, the target plus N-1 sampled negatives, or 'all' to rank the whole "
+        "catalogue (embedding models: one matrix product per batch of users)", type=int_or_all,
+        metavar="N|all", group="run")
+    force: bool = setting(False, "seqrec: run --candidates all even with a scheme that scores every (user, item) "
+                          "pair separately", group="run")
     # data
     raw_dir: Optional[str] = setting(None, "folder with one sub-folder per scenario (default: $RECBENCH_DATA)",
                                      metavar="ROOT", group="data")
@@ -106,6 +130,12 @@ class RunConfig:
     progress: bool = setting(True, "no progress bars", negate="--quiet", group="output")
     scenario_options: Dict[str, Dict[str, Any]] = setting(default_factory=dict, cli=False,
                                                           help="per-scenario loader options (custom files, columns)")
+
+    def __post_init__(self) -> None:
+        try:
+            self.candidates = int_or_all(self.candidates)
+        except ValueError as exc:
+            raise ConfigError(f"--candidates (candidates): {exc}") from None
 
     def public(self) -> Dict:
         """The settings as written into results (no secrets are ever held here)."""

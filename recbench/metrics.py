@@ -535,7 +535,7 @@ def ranks_in_matrix(scores: np.ndarray, target_col: ArrayLike,
         raise ValueError("scores contain NaN; fix the scorer output instead of evaluating it")
     rows = np.arange(s.shape[0])
     t = s[rows, cols]
-    ranks = (s >= t[:, None]).sum(axis=1).astype(np.int64)  # the target counts itself: rank 1 when alone
+    ranks = np.count_nonzero(s >= t[:, None], axis=1).astype(np.int64)  # the target counts itself
     if exclude is not None:
         r_idx = np.asarray(exclude[0], dtype=np.int64)
         c_idx = np.asarray(exclude[1], dtype=np.int64)

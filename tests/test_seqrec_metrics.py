@@ -96,7 +96,7 @@ def test_ranks_in_matrix_with_exclusions_matches_deleting_the_columns():
         cols += excl
     ranks = M.ranks_in_matrix(s, target_col, (np.array(rows), np.array(cols)))
     for u in range(20):
-        keep = [j for j in range(40) if not (j in [c for r, c in zip(rows, cols) if r == u])]
+        keep = [j for j in range(40) if j not in [c for r, c in zip(rows, cols) if r == u]]
         row = [s[u, j] for j in keep]
         assert ranks[u] == _naive_rank(row, keep.index(target_col[u]))
     # without exclusions: the same as the flat computation

@@ -20,10 +20,10 @@ from ..schemes import scheme_names
 PathLike = Union[str, "os.PathLike[str]"]
 
 # Counts and rates in "metrics" that are not quality metrics (never a leaderboard metric).
-COUNT_KEYS = ("n", "users", "positive_rate", "gauc_users", "gauc_skipped_users")
+COUNT_KEYS = ("n", "users", "positive_rate", "gauc_users", "gauc_skipped_users", "candidates")
 METRIC_ORDER = (
-    "gauc", "auc", "mrr", "ndcg@1", "ndcg@5", "ndcg@10",
-    "recall@1", "recall@5", "recall@10", "hit@1", "hit@5", "hit@10", "logloss",
+    "gauc", "auc", "mrr", "ndcg@1", "ndcg@5", "ndcg@10", "ndcg@20",
+    "recall@1", "recall@5", "recall@10", "recall@20", "hit@1", "hit@5", "hit@10", "logloss", "mean_rank",
 )
 _MAX_STRAY_JSON_BYTES = 5_000_000  # JSON files outside <scheme>/ folders larger than this are not read
 
@@ -184,7 +184,7 @@ def _records_frame(records: List[Dict[str, Any]]) -> pd.DataFrame:
     metric_cols = set()
     for rec in records:
         metric_cols.update(k for k in rec if k not in _ID_COLUMNS and k not in _META_COLUMNS)
-    ordered = [c for c in ("n", "users", "positive_rate") if c in metric_cols]
+    ordered = [c for c in ("n", "users", "positive_rate", "candidates") if c in metric_cols]
     for m in METRIC_ORDER:
         for c in (m, f"{m}_ci_lo", f"{m}_ci_hi"):
             if c in metric_cols and c not in ordered:

@@ -86,12 +86,13 @@ def _overall_bars(table: Table):
     handles = [Patch(color="#1a73e8", label="your runs"), Patch(color="#9aa0a6", label="published")]
     if any(not r.complete for r in rows):
         handles.append(Patch(facecolor="white", edgecolor="#333333", hatch="///", label="incomplete †"))
-    if table.metric in RANDOM_EXPECTED:
-        rv = RANDOM_EXPECTED[table.metric]
+    # the random row's value: 0.5 for auc/gauc; for seqrec's ranking metrics when the table has one
+    rv = RANDOM_EXPECTED.get(table.metric, next((r.overall for r in table.rows if r.source == "random"), None))
+    if rv is not None:
         ax.axvline(rv, color="#d93025", linestyle="--", linewidth=1)
-        handles.append(Patch(color="#d93025", label=f"random ({rv})"))
+        handles.append(Patch(color="#d93025", label=f"random ({rv:.4g})"))
     if values:
-        lo, hi = min(values + [RANDOM_EXPECTED.get(table.metric, min(values))]), max(values)
+        lo, hi = min(values + [rv if rv is not None else min(values)]), max(values)
         span = max(hi - lo, 0.02)
         ax.set_xlim(max(0.0, lo - 0.15 * span) if lo >= 0 else lo - 0.15 * span, hi + 0.25 * span)
     ax.set_xlabel(f"Overall {table.metric}" + (" (lower is better)" if table.metric in LOWER_IS_BETTER else ""))

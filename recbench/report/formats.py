@@ -26,8 +26,9 @@ from .tables import (
     Table,
     _finite,
     _table_frame,
-    build_report,
+    build_reports,
 )
+from ..tasks import DEFAULT_TASK
 
 FORMATS = ("md", "csv", "tex", "html", "png", "svg")
 METRIC_DESCRIPTIONS = {
@@ -35,6 +36,7 @@ METRIC_DESCRIPTIONS = {
     "auc": "global ROC AUC over all samples",
     "mrr": "mean over users of 1/rank of the first positive",
     "logloss": "binary cross-entropy of P(Yes) (generative only; lower is better)",
+    "mean_rank": "mean rank of the target among the user's candidates (seqrec; lower is better)",
 }
 
 
@@ -89,7 +91,8 @@ def render_markdown(report: Report, metric: Optional[str] = None, output_dir: Op
     metric = metric or report.metric
     lines: List[str] = []
     if heading:
-        lines += [f"# RecBench leaderboard: {_metric_title(metric)}", ""]
+        what = "RecBench" if report.task == DEFAULT_TASK else f"RecBench {report.task}"
+        lines += [f"# {what} leaderboard: {_metric_title(metric)}", ""]
         desc = METRIC_DESCRIPTIONS.get(metric)
         lines += [f"Metric: `{metric}`" + (f", {desc}." if desc else ".")
                   + f" Results read from `{report.root.as_posix()}`"
@@ -153,6 +156,9 @@ def render_markdown(report: Report, metric: Optional[str] = None, output_dir: Op
     if metric in RANDOM_EXPECTED and report.include_random:
         foot.append(f"{RANDOM_LABEL}: a scorer that ranks at random has an expected {metric} of "
                     "exactly 0.5 in every scenario.")
+    elif report.include_random and any(r.source == "random" for t in report.tables[metric] for r in t.rows):
+        foot.append(f"{RANDOM_LABEL}: the {metric} of a scorer that ranks the candidates at random, "
+                    "given the number of candidates per user of the table's runs.")
     if any_published:
         foot.append(f"Rows marked (published) are the numbers published by {CITATION} "
                     f"(<{CITATION_URL}>); see leaderboard/reference/.")
@@ -280,6 +286,10 @@ def _payload(report: Report, output_dir: Path, figures: Dict[str, Dict[str, str]
         "benchmark": list(BENCHMARK_SCENARIOS),
         "titles": SCENARIO_TITLES,
         "random_label": RANDOM_LABEL,
+        **({} if report.task == DEFAULT_TASK else {
+            "task": report.task,
+            "random_note": ": the expected value of a scorer that ranks each user's candidates at random "
+                           "(shown when all runs of a table ranked the same number of candidates)."}),
         "skipped": [{"path": s.path, "reason": s.reason} for s in report.skipped],
         "citation": CITATION,
         "citation_url": CITATION_URL,
@@ -350,7 +360,7 @@ def _safe_name(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
 
 
-def write_report(results_dir: PathLike, output_dir: PathLike, metric: str = "gauc",
+def write_report(results_dir: PathLike, output_dir: PathLike, metric: Optional[str] = None,
                  formats: Union[str, Sequence[str]] = FORMATS, include_reference: bool = True,
                  include_random: bool = True) -> List[Path]:
     """Write the leaderboards under ``output_dir`` and return the written paths.
@@ -359,10 +369,23 @@ def write_report(results_dir: PathLike, output_dir: PathLike, metric: str = "gau
     ``<table>.<m>.tex``; ``results.csv`` (every file, every metric, CIs and metadata);
     ``index.html`` (all metrics, sortable); figures ``<table>.<m>.heatmap.png|svg`` and
     ``<table>.<m>.overall.png|svg``. Each file is written to a temporary name and renamed.
+
+    One leaderboard per task: ctr's files are named as above; another task's start with its name
+    (``seqrec-leaderboard.ndcg@10.md``, ``seqrec-results.csv``, ``seqrec-index.html``) and its
+    tables' keys end in it (``zero-shot-generative-seqrec.ndcg@10.csv``). metric None: each
+    task's headline (gauc, ndcg@10); a metric applies to the tasks whose results hold it.
     """
-    report = build_report(results_dir, metric, include_reference, include_random,
-                          all_metrics="html" in _parse_formats(formats))
-    return _write(report, Path(output_dir), _parse_formats(formats))
+    formats = _parse_formats(formats)
+    reports = build_reports(results_dir, metric, include_reference, include_random, all_metrics="html" in formats)
+    written: List[Path] = []
+    for report in reports:
+        written += _write(report, Path(output_dir), formats)
+    return written
+
+
+def _prefix(report: Report) -> str:
+    """File-name prefix of a task's whole-report files (none for ctr: its names are unchanged)."""
+    return "" if report.task == DEFAULT_TASK else f"{_safe_name(report.task)}-"
 
 
 def _write(report: Report, out: Path, formats: List[str]) -> List[Path]:
@@ -392,19 +415,20 @@ def _write(report: Report, out: Path, formats: List[str]) -> List[Path]:
                 path = out / f"{t.key}.{m}.{kind}.{f}"
                 written.append(_atomic_savefig(fig, path, f))
                 figures.setdefault(t.key, {})[f"{kind}_{f}"] = path.name
+    pre = _prefix(report)
     if "md" in formats:
-        written.append(_atomic_write(out / f"leaderboard.{m}.md", render_markdown(report, output_dir=out)))
+        written.append(_atomic_write(out / f"{pre}leaderboard.{m}.md", render_markdown(report, output_dir=out)))
     if "csv" in formats:
         for t in report.headline:
             df = _table_frame(t)
             written.append(_atomic_write(out / f"{t.key}.{m}.csv", df.to_csv(float_format="%.6g")))
         long = _records_frame(report.records)
-        written.append(_atomic_write(out / "results.csv", long.to_csv(index=False)))
+        written.append(_atomic_write(out / f"{pre}results.csv", long.to_csv(index=False)))
     if "tex" in formats:
         for t in report.headline:
             written.append(_atomic_write(out / f"{t.key}.{m}.tex", render_latex(t, report)))
     if "html" in formats:
         from .html import render_html
 
-        written.append(_atomic_write(out / "index.html", render_html(_payload(report, out, figures))))
+        written.append(_atomic_write(out / f"{pre}index.html", render_html(_payload(report, out, figures))))
     return written

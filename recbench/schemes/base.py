@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..models import ModelSpec
     from ..prompts import PromptBuilder
     from ..scorers.base import Scorer
-    from ..types import UserGroup
+    from ..types import Catalogue, UserGroup
 
 
 @dataclass
@@ -42,6 +42,7 @@ class SchemeContext:
     builder: "PromptBuilder"
     config: "RunConfig"
     desc: str  # progress-bar label
+    catalogue: Optional["Catalogue"] = None  # full-catalogue ranking, for schemes with ranks_catalogue
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Scheme(ABC):
     probabilities: ClassVar[bool]  # scores are P(positive) (logloss applies)
     template_layout: ClassVar[str]  # "prompt" (split before the candidate) | "pair" (user / item text)
     uses_chat_template: ClassVar[bool] = False
+    ranks_catalogue: ClassVar[bool] = False  # can rank a whole catalogue per user (SchemeContext.catalogue)
     sft_losses: ClassVar[Tuple[str, ...]] = ()  # objectives `recbench sft` offers for it
     sft_trainer: ClassVar[Optional[str]] = None  # "module:Class" of its trainer
     sft_settings: ClassVar[Tuple[str, ...]] = ()  # SFTConfig fields its objective reads (enter the hash)
