@@ -55,6 +55,7 @@ class SchemeOutput:
     meta: Dict[str, Any] = field(default_factory=dict)  # scheme-specific results meta
     counts: Dict[str, int] = field(default_factory=dict)  # scheme-specific counts (go beside the timings)
     shown: Dict[str, List[Any]] = field(default_factory=dict)  # per-slot columns for --log-samples
+    metrics: Dict[str, Any] = field(default_factory=dict)  # scheme-specific metric columns (beside the task's)
 
 
 class Scheme(ABC):

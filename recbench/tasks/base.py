@@ -26,6 +26,10 @@ class Task(ABC):
     description: ClassVar[str]
     headline: ClassVar[str]  # the leaderboard's default metric
     table_columns: ClassVar[Tuple[str, ...]]  # metrics shown first in tables
+    # Whether a scheme that shows only k candidates per prompt (listwise) may show a group's
+    # first k: true when the first ones are what must be shown and the rest are exchangeable
+    # (seqrec: the target, then random negatives); false when the order follows the labels.
+    may_cut_groups: ClassVar[bool] = True
 
     @abstractmethod
     def load(self, scenario: str, cfg: "RunConfig", progress: Optional[Callable[[str], None]] = None) -> "Scenario":

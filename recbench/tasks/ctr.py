@@ -22,6 +22,7 @@ class CTRTask(Task):
     description = "click prediction: score (history, candidate) pairs against click labels"
     headline = "gauc"
     table_columns = ("auc", "gauc", "mrr", "ndcg@1", "ndcg@5", "ndcg@10", "logloss")
+    may_cut_groups = False  # a user's positives come first: showing only the first k would favour them
 
     def load(self, scenario, cfg, progress: Optional[Callable[[str], None]] = None):
         from ..scenarios import load_scenario
