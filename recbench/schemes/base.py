@@ -80,7 +80,8 @@ class Scheme(ABC):
         if cfg.chat_template and not self.uses_chat_template:
             raise ConfigError(f"--chat-template applies to prompt-based schemes, not {self.name}")
 
-    def chat_default(self, spec: "ModelSpec") -> bool:
+    def chat_default(self, spec: "ModelSpec") -> Optional[bool]:
+        """The chat-template setting when none is given (None: the backend decides)."""
         return bool(spec.chat_default) and self.uses_chat_template
 
     def variant(self, cfg: "RunConfig", spec: "ModelSpec") -> str:

@@ -50,7 +50,7 @@ import string
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, cast
 
 import numpy as np
 
@@ -58,7 +58,7 @@ from ..cache import request_key
 from ..errors import ConfigError, ModelError
 from ..progress import progress_bar
 from ..prompts import PromptBuilder, Template, shorten
-from ..scorers.base import GenerationRequest
+from ..scorers.base import GenerationRequest, TextGenerator
 from .base import Scheme, SchemeContext, SchemeOutput
 
 CHUNK_USERS = 8  # users per generate call: small enough to checkpoint often
@@ -332,7 +332,7 @@ class ListwiseScheme(Scheme):
             blocks = [_block(ids, [cand_texts[j] for j in order]) for order in shown]
             reqs = builder.user_prompts([texts[h] for h in g.history if h in texts], blocks)
             prompts = [q.text for q in reqs]
-            keys = [request_key(ctx.namespace, f"generation\x00{max_new}\x00{ctx.scorer.render(q)}") for q in prompts]
+            keys = [request_key(ctx.namespace, f"generation\x00{max_new}\x00{_generator(ctx).render(q)}") for q in prompts]
             plans.append(_Plan(gi, n, shown, prompts, keys))
         return plans
 
@@ -345,7 +345,7 @@ class ListwiseScheme(Scheme):
     # -- scoring ----------------------------------------------------------------------------
     def _generate(self, ctx: SchemeContext, plans: List[_Plan]) -> Tuple[Dict[str, str], int]:
         """Every answer, from the cache or generated and committed the moment it exists."""
-        cache, scorer = ctx.cache, ctx.scorer
+        cache, scorer = ctx.cache, _generator(ctx)
         keys = [key for p in plans for key in p.keys]
         answers: Dict[str, str] = {}
         for key, extra in cache.get_extras(keys).items():
@@ -429,7 +429,7 @@ class ListwiseScheme(Scheme):
                         shown_col[slot] = [order.index(j) for order in plan.shown]
                         rank_col[slot] = [r[j] for r in ranks]
                 first = g.slots[0]
-                user_cols["prompt"][first] = [ctx.scorer.render(q) for q in plan.prompts]
+                user_cols["prompt"][first] = [_generator(ctx).render(q) for q in plan.prompts]
                 user_cols["answer"][first] = [answers[key] for key in plan.keys]
                 user_cols["parse"][first] = [p.as_dict() for p in parsed]
                 if cfg.explain:
@@ -446,7 +446,7 @@ class ListwiseScheme(Scheme):
         keys = [key for p in plans for key in p.keys]
         n_distinct = len(set(keys))
         meta = {
-            "chat_template": ctx.scorer.chat_applied,
+            "chat_template": _generator(ctx).chat_applied,
             "ranking": {
                 "k": k, "permutations": perms, "identifiers": "letters" if k <= 26 else "numbers",
                 "explain": bool(cfg.explain), "max_new_tokens": self.max_new_tokens(cfg),
@@ -474,6 +474,10 @@ class ListwiseScheme(Scheme):
             print(f"warning: {ctx.desc}: none of {n} list-wise answers was a valid ranking ({none} held no identifier "
                   "at all); the scores follow the shuffled shown order, i.e. chance level. Look at the answers with "
                   "--log-samples, or raise --max-new-tokens if they were cut off", file=sys.stderr)
+
+
+def _generator(ctx: SchemeContext) -> TextGenerator:
+    return cast(TextGenerator, ctx.scorer)  # the runner made it for this scheme's scorer_kind
 
 
 def _block(ids: Sequence[str], texts: Sequence[str]) -> str:
