@@ -59,6 +59,10 @@ class RunConfig:
                               group="run")
     bootstrap: int = setting(0, "bootstrap resamples for confidence intervals of the headline metrics",
                              minimum=0, metavar="N", group="run")
+    shard: Optional[str] = setting(None, "score only share i of N of the users (one job of a SLURM array); "
+                                   "rerun without --shard to write the results from the cache "
+                                   "(torchrun/accelerate launch shard by rank on their own)", metavar="i/N",
+                                   group="run")
     # the list-wise scheme
     listwise_k: int = setting(20, "candidates shown per prompt (the first K of a user's candidates: for seqrec the "
                               "target and K-1 negatives); the rest rank below them", minimum=2, metavar="K",

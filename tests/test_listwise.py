@@ -453,3 +453,28 @@ def test_position_bias_figure_from_results(tmp_path):
     assert (tmp_path / "pb.png").stat().st_size > 1000
     lines = fig.axes[1].get_lines()
     assert len(lines) == 2  # the run and the no-bias reference
+
+
+def test_a_subset_of_groups_leaves_the_other_slots_nan(tmp_path):
+    from dataclasses import replace
+
+    groups = make_groups(6, 5)
+    ctx = context(groups, Scripted(in_shown_order), tmp_path, listwise_k=5)
+    part = get_scheme("listwise").score(replace(ctx, groups=groups[::2]))
+    for i, g in enumerate(groups):
+        s = part.scores[list(g.slots)]
+        assert np.isnan(s).all() if i % 2 else not np.isnan(s).any()
+
+
+def test_shards_then_merge_by_rerun_equal_one_process(tmp_path):
+    common = ["zero-shot", "--model", "dummy", "--scheme", "listwise", "--limit", "60", "--quiet"]
+    out = tmp_path / "res"
+    for i in range(2):
+        assert main(common + ["--shard", f"{i}/2", "--output", str(out), "--cache-dir", str(tmp_path / "c")]) == 0
+    assert not list(out.glob("**/demo.json"))
+    assert main(common + ["--output", str(out), "--cache-dir", str(tmp_path / "c")]) == 0
+    merged = json.loads((out / "dummy" / "listwise" / "demo.json").read_text())
+    assert merged["meta"]["timings"]["computed"] == 0  # every answer came from the shards
+    assert main(common + ["--output", str(tmp_path / "one"), "--cache-dir", str(tmp_path / "c1")]) == 0
+    one = json.loads((tmp_path / "one" / "dummy" / "listwise" / "demo.json").read_text())
+    assert one["metrics"] == merged["metrics"] and one["meta"]["ranking"] == merged["meta"]["ranking"]

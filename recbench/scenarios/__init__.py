@@ -81,7 +81,7 @@ def load_scenario(
     key = split_cache_key(source_cls, files, seed, num_test, num_finetune, options)
     entry = Path(cache_dir or _cache.default_cache_dir()) / "scenarios" / source_cls.name / key
     if use_cache:
-        cached = _cache.load(entry)
+        cached = _cache.load(entry, progress=progress)
         if cached is not None:
             return cached
     scenario = build_scenario(source, seed=seed, num_test=num_test, num_finetune=num_finetune, progress=progress)

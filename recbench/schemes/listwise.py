@@ -57,7 +57,7 @@ import numpy as np
 from ..cache import request_key
 from ..errors import ConfigError, ModelError
 from ..progress import progress_bar
-from ..prompts import PromptBuilder, Template, shorten
+from ..prompts import PromptBuilder, Template, _put, _slots, shorten
 from ..scorers.base import GenerationRequest, TextGenerator
 from .base import Scheme, SchemeContext, SchemeOutput
 
@@ -181,9 +181,6 @@ def borda(ranks: Sequence[Sequence[int]], n: int) -> np.ndarray:
     return np.mean([[n - r for r in per] for per in ranks], axis=0).astype(np.float64)
 
 
-def _substitute(text: str, name: str, value: str) -> str:
-    """Replace {name} (not an escaped {{name}}) with value."""
-    return re.sub(r"(?<!\{)\{" + name + r"\}(?!\})", lambda _m: value, text)
 
 
 class _Bias:
@@ -275,11 +272,11 @@ class ListwiseScheme(Scheme):
         if count in cache:
             return cache[count]
         tpl: Template = ctx.builder.template
-        text = _substitute(tpl.text, "count", str(count))
-        if ctx.config.explain and not re.search(r"(?<!\{)\{explain\}(?!\})", text):
+        text = _put(tpl.text, "count", str(count))
+        if ctx.config.explain and not _slots(text, "explain"):
             raise ConfigError(f"--explain needs an {{explain}} placeholder in the listwise template '{tpl.id}' "
                               "(where the instruction to give a reason goes)")
-        text = _substitute(text, "explain", EXPLAIN_INSTRUCTION if ctx.config.explain else "")
+        text = _put(text, "explain", EXPLAIN_INSTRUCTION if ctx.config.explain else "")
         budget = ctx.builder.budget - self.max_new_tokens(ctx.config)
         if budget < MIN_PROMPT_TOKENS:
             raise ModelError(f"the model's context ({ctx.builder.budget} tokens) leaves no room for a prompt next to "
@@ -391,7 +388,7 @@ class ListwiseScheme(Scheme):
         k, perms = int(cfg.listwise_k), int(cfg.permutations)
         plans = self._plans(ctx)
         answers, computed = self._generate(ctx, plans)
-        scores = np.zeros(ctx.num_scores, dtype=np.float64)
+        scores = np.full(ctx.num_scores, np.nan)  # slots of groups not scored here stay NaN (shards)
         log = bool(cfg.log_samples)
         shown_col: List[Any] = [None] * ctx.num_scores
         rank_col: List[Any] = [None] * ctx.num_scores

@@ -60,6 +60,12 @@ class Scorer(ABC):
         """Extra run-level numbers for the results (e.g. device, batch size, token usage)."""
         return {}
 
+    def efficiency_counters(self) -> Dict:
+        """Counters for the results' efficiency record, since begin_scenario: device, dtype,
+        parameters, tokens_in_prompts, tokens_processed (what ran through the model), and for
+        API backends api={requests, prompt_tokens, completion_tokens, cost_usd}."""
+        return {}
+
     def dry_run_estimate(self, requests: Sequence) -> Dict:
         """Requests, tokens and cost these requests would take; sends nothing."""
         raise ConfigError("--dry-run estimates API cost; it applies to openai:<model> models only")

@@ -58,6 +58,9 @@ class _DummyBase:
     def diagnostics(self) -> Dict:
         return {"device": "none"}
 
+    def efficiency_counters(self) -> Dict:
+        return {"device": "none", "dtype": None}
+
 
 class DummyGenerativeScorer(_DummyBase, GenerativeScorer):
     @classmethod

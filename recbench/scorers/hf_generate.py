@@ -5,12 +5,14 @@ transformers, quantization, adapters). Prompts go through the model's chat templ
 has one (unless --no-chat-template; --chat-template insists on one). Decoding is greedy with
 an explicit generation config, so a model's own sampling defaults (temperature, top-p,
 repetition penalty) never change an answer. Prompts are length-sorted and batched with left
-padding; an out-of-memory error halves an automatic batch size.
+padding; an out-of-memory error halves an automatic batch size. Item text is data: a title
+holding a special-token string reaches the model as those characters (hf_common.encode_plain),
+only the chat template's own markers are special tokens.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ModelError
 from ..models import ModelSpec
@@ -18,11 +20,14 @@ from .base import OnText, TextGenerator
 from .hf_common import (
     LoadOptions,
     context_limit,
+    count_plain,
+    encode_plain,
     is_oom,
     load_pretrained,
     load_tokenizer,
     model_revision,
     parse_batch_size,
+    special_pattern,
     torch_module,
 )
 
@@ -72,6 +77,7 @@ class HFTextGenerator(TextGenerator):
         self._generated = 0
         self._new_tokens = 0
         self._hit_limit = 0
+        self._prompt_tokens = 0
 
     @classmethod
     def from_run(cls, spec: ModelSpec, run) -> "HFTextGenerator":
@@ -108,35 +114,52 @@ class HFTextGenerator(TextGenerator):
         return self.chat
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+        return count_plain(self.tokenizer, text)  # item text counts as the plain text it is sent as
 
     @property
     def context_budget(self) -> int:
         """Prompt tokens that may be sent; the scheme keeps room for the answer below this."""
-        overhead = len(self._encode(self.render("x"))) if self.chat else 0
+        overhead = len(self._encode(*self._rendered("x"))) if self.chat else 0
         return self._limit - overhead - 4
+
+    def efficiency_counters(self) -> Dict:
+        return {"device": str(self.device), "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
+                "parameters": int(sum(p.numel() for p in self.model.parameters())),
+                "tokens_in_prompts": self._prompt_tokens, "tokens_processed": self._prompt_tokens + self._new_tokens}
 
     def diagnostics(self) -> Dict:
         return {"batch_size": self.batch_size, "device": str(self.device), "generated": self._generated,
                 "new_tokens": self._new_tokens, "answers_at_token_limit": self._hit_limit}
 
     def begin_scenario(self) -> None:
-        self._generated = self._new_tokens = self._hit_limit = 0
+        self._generated = self._new_tokens = self._hit_limit = self._prompt_tokens = 0
 
     # -- generating -----------------------------------------------------------------------
     def render(self, prompt: str) -> str:
-        if not self.chat:
-            return prompt
-        return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                                  add_generation_prompt=True)
+        return self._rendered(prompt)[0]
 
-    def _encode(self, text: str) -> List[int]:
-        # chat templates carry their own special tokens
-        return self.tokenizer(text, add_special_tokens=not self.chat)["input_ids"]
+    def _rendered(self, prompt: str) -> Tuple[str, List[Tuple[int, int]]]:
+        """The text the model sees, and the span of the prompt's own text in it (the data)."""
+        if not self.chat:
+            return prompt, [(0, len(prompt))]
+        full = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                  add_generation_prompt=True)
+        at = full.find(prompt)
+        if at < 0:  # a chat template that edits the text
+            pat = special_pattern(self.tokenizer)
+            if pat is not None and pat.search(prompt):
+                raise ModelError(f"the chat template of model '{self.spec.name}' rewrites the prompt, so item text "
+                                 "holding special-token strings cannot be kept plain text; run with --no-chat-template")
+            return full, []
+        return full, [(at, at + len(prompt))]
+
+    def _encode(self, text: str, data: Sequence[Tuple[int, int]] = ()) -> List[int]:
+        # chat templates carry their own special tokens; the data spans are plain text
+        return encode_plain(self.tokenizer, text, data, add_special_tokens=not self.chat)
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int,
                  on_result: Optional[OnText] = None) -> List[str]:
-        ids = [self._encode(self.render(p)) for p in prompts]
+        ids = [self._encode(*self._rendered(p)) for p in prompts]
         for seq in ids:
             if len(seq) + max_new_tokens > self._limit:
                 raise ModelError(
@@ -159,6 +182,7 @@ class HFTextGenerator(TextGenerator):
                                      "a smaller --listwise-k or --quantization 4bit") from None
                 self.batch_size = max(1, self.batch_size // 2)
                 continue
+            self._prompt_tokens += sum(len(ids[i]) for i in batch)
             for i, text in zip(batch, texts):
                 out[i] = text
                 if on_result is not None:
