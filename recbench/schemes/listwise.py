@@ -373,7 +373,8 @@ class ListwiseScheme(Scheme):
                         return
                     answers[key] = text
                 cache.put_scores({key: 0.0}, {key: {"text": text}})
-                bar.update(1)
+                with lock:
+                    bar.update(1)
 
             out = scorer.generate(prompts, max_new, on_result=on_result)
             for i, text in enumerate(out):
