@@ -351,8 +351,8 @@ def test_task_declarations_for_cutting(monkeypatch):
     from recbench.tasks import get_task
 
     monkeypatch.undo()  # the real lookup
-    assert get_task("ctr").may_cut_groups is False
     cfg = RunConfig(task="ctr")
+    assert get_task("ctr").may_cut_groups(cfg) is False
     assert ListwiseScheme._may_cut(cfg) is False
 
 

@@ -9,7 +9,7 @@ rule below is chosen so that nothing but the model's answer can favour the targe
   its negatives in their drawn order; the task never passes labels). Candidates beyond k
   score 0, below every shown one (shown scores are >= 1). A task whose candidate order
   follows its labels (ctr lists a user's positives first) says so with
-  `Task.may_cut_groups = False`; there a group larger than k is refused with one line
+  `Task.may_cut_groups(cfg) -> False`; there a group larger than k is refused with one line
   rather than cut, since the cut would favour the positives. ctr groups that fit are ranked
   like any other (gauc, MRR and nDCG then measure the generated ranking).
 - **Shown order.** A permutation seeded by (seed, user, permutation index) only, never by
@@ -264,7 +264,7 @@ class ListwiseScheme(Scheme):
     def _may_cut(cfg) -> bool:
         from ..tasks import get_task
 
-        return bool(get_task(cfg.task).may_cut_groups)
+        return bool(get_task(cfg.task).may_cut_groups(cfg))
 
     def _builder(self, ctx: SchemeContext, count: int, cache: Dict[int, PromptBuilder]) -> PromptBuilder:
         """The runner's builder with {count}/{explain} filled in and room left for the answer;
@@ -314,8 +314,8 @@ class ListwiseScheme(Scheme):
             worst = max(len(g.candidates) for g in big)
             raise ConfigError(
                 f"{ctx.scenario}: {len(big)} user(s) have more than --listwise-k {k} candidates (up to {worst}); the "
-                f"{cfg.task} task's candidate order follows its labels, so showing only the first {k} would favour "
-                f"some; pass --listwise-k {worst}")
+                f"{cfg.task} task's candidate order is not one whose first {k} may stand for the rest (it follows the "
+                f"labels, or no order at all), so showing only those would be unfair; pass --listwise-k {worst}")
         max_new = self.max_new_tokens(cfg)
         builders: Dict[int, PromptBuilder] = {}
         texts = ctx.texts

@@ -26,10 +26,6 @@ class Task(ABC):
     description: ClassVar[str]
     headline: ClassVar[str]  # the leaderboard's default metric
     table_columns: ClassVar[Tuple[str, ...]]  # metrics shown first in tables
-    # Whether a scheme that shows only k candidates per prompt (listwise) may show a group's
-    # first k: true when the first ones are what must be shown and the rest are exchangeable
-    # (seqrec: the target, then random negatives); false when the order follows the labels.
-    may_cut_groups: ClassVar[bool] = True
 
     @abstractmethod
     def load(self, scenario: str, cfg: "RunConfig", progress: Optional[Callable[[str], None]] = None) -> "Scenario":
@@ -59,6 +55,13 @@ class Task(ABC):
     def results_dir(self, scheme_dir: Path) -> Path:
         """Where this task's results files go under <output>/<model>/<scheme>/."""
         return scheme_dir / self.name
+
+    def may_cut_groups(self, cfg: "RunConfig") -> bool:
+        """Whether a scheme that shows only k candidates per prompt (listwise) may show a
+        group's first k: true when the first ones are what must be shown and the rest are
+        exchangeable (target first, then random negatives); false when the order follows the
+        labels or means nothing (a whole catalogue in item order)."""
+        return True
 
     def item_ids(self, samples: pd.DataFrame) -> List[str]:
         """Every item a prompt may show (for the missing-text check)."""

@@ -22,7 +22,6 @@ class CTRTask(Task):
     description = "click prediction: score (history, candidate) pairs against click labels"
     headline = "gauc"
     table_columns = ("auc", "gauc", "mrr", "ndcg@1", "ndcg@5", "ndcg@10", "logloss")
-    may_cut_groups = False  # a user's positives come first: showing only the first k would favour them
 
     def load(self, scenario, cfg, progress: Optional[Callable[[str], None]] = None):
         from ..scenarios import load_scenario
@@ -70,6 +69,9 @@ class CTRTask(Task):
         out = samples[["user_id", "item_id", "label"]].copy()
         out["score"] = scores
         return out
+
+    def may_cut_groups(self, cfg) -> bool:
+        return False  # a user's positives come first: showing only the first k would favour them
 
     def results_dir(self, scheme_dir: Path) -> Path:
         return scheme_dir  # the original layout: <model>/<scheme>/<scenario>.json
