@@ -478,3 +478,40 @@ def test_shards_then_merge_by_rerun_equal_one_process(tmp_path):
     assert main(common + ["--output", str(tmp_path / "one"), "--cache-dir", str(tmp_path / "c1")]) == 0
     one = json.loads((tmp_path / "one" / "dummy" / "listwise" / "demo.json").read_text())
     assert one["metrics"] == merged["metrics"] and one["meta"]["ranking"] == merged["meta"]["ranking"]
+
+
+def _has_seqrec() -> bool:
+    from recbench.tasks import TASKS
+
+    return "seqrec" in TASKS
+
+
+@pytest.mark.skipif(not _has_seqrec(), reason="the seqrec task is not on this branch yet")
+def test_seqrec_end_to_end_target_first_and_rank_by_shown_position(tmp_path):
+    """`recbench zero-shot --task seqrec --model dummy --scheme listwise`: the target (the
+    task's first candidate) is always shown, the other 80 candidates rank below, and the
+    target's rank by shown position in meta.ranking.position_bias agrees with the log."""
+    out = tmp_path / "out"
+    assert main(["zero-shot", "--task", "seqrec", "--model", "dummy", "--scheme", "listwise", "--limit", "30",
+                 "--log-samples", "--output", str(out), "--cache-dir", str(tmp_path / "c"), "--quiet"]) == 0
+    path = next(out.glob("dummy/listwise/**/demo.json"))
+    doc = json.loads(path.read_text())
+    rk = doc["meta"]["ranking"]
+    assert doc["task"] == "seqrec" and rk["users"] == rk["users_cut"] == 30
+    assert rk["candidates_not_shown"] == 30 * 80
+    assert doc["metrics"]["recall@20"] == 1.0  # the target is always among the 20 shown
+    rows = [json.loads(line) for line in path.with_name("demo.samples.jsonl").read_text().splitlines()]
+    first_of = {}
+    for r in rows:
+        if r["parse"] is not None:
+            first_of[r["user_id"]] = r["parse"][0]["valid"]
+    by_pos: Dict[int, List[int]] = {}
+    for r in rows:
+        if r["label"] == 1:
+            assert r["shown_position"] is not None
+            if first_of[r["user_id"]]:
+                by_pos.setdefault(r["shown_position"][0], []).append(r["listwise_rank"][0] + 1)
+    means = rk["position_bias"]["first_candidate"]["mean_rank"]
+    for s, ranks in by_pos.items():
+        assert means[s] == pytest.approx(np.mean(ranks))
+    assert sum(rk["position_bias"]["first_candidate"]["n"]) == rk["valid_answers"]
