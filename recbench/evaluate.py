@@ -243,6 +243,7 @@ class RecBench:
         binary = bool(diag.get("binary"))
         metrics = task.metrics(samples, out.scores, probabilities=scheme.probabilities and not binary,
                                bootstrap=cfg.bootstrap, seed=cfg.seed)
+        metrics.update(out.metrics)  # scheme-level rates (e.g. the valid-output rate of generated rankings)
         meta = {
             "model_id": identity.get("model_id", self.spec.public_id),
             "model_revision": identity.get("revision"),

@@ -17,7 +17,7 @@ import pandas as pd
 from ..results import atomic_write_bytes, current_umask
 from ..errors import ConfigError, MissingDependencyError, suggest
 from .collect import PathLike, ResultsWarning, _records_frame
-from .figures import _heatmap, _overall_bars
+from .figures import _heatmap, _overall_bars, position_bias_entries, position_bias_figure
 from .tables import (
     BENCHMARK_SCENARIOS,
     CITATION,
@@ -434,6 +434,11 @@ def _write(report: Report, out: Path, formats: List[str]) -> List[Path]:
                 path = out / f"{t.key}.{m}.{kind}.{f}"
                 written.append(_atomic_savefig(fig, path, f))
                 figures.setdefault(t.key, {})[f"{kind}_{f}"] = path.name
+    bias = position_bias_entries(report.records) if fig_formats else []
+    if bias:  # generated rankings: the target's rank by the position it was shown at
+        fig = position_bias_figure(bias)
+        for f in fig_formats:
+            written.append(_atomic_savefig(fig, out / f"position_bias.{f}", f))
     if "md" in formats:
         written.append(_atomic_write(out / f"leaderboard.{m}.md", render_markdown(report, output_dir=out)))
     if "csv" in formats:
