@@ -26,7 +26,7 @@ def _tasks():
     return task_names()
 
 
-def int_or_all(value: Any) -> Union[int, str]:
+def int_or_all(value: Any) -> Union[int, Literal["all"]]:
     """A candidate count (>= 2: the target and a negative) or 'all'."""
     if isinstance(value, str):
         text = value.strip().lower()
@@ -47,6 +47,7 @@ GROUPS = {
     "model": "model loading",
     "api": "OpenAI-compatible endpoints",
     "vllm": "vLLM engine",
+    "ranking": "list-wise scheme (a generated ranking)",
     "output": "output and caching",
 }
 
@@ -82,6 +83,21 @@ class RunConfig:
         metavar="N|all", group="run")
     force: bool = setting(False, "seqrec: run --candidates all even with a scheme that scores every (user, item) "
                           "pair separately", group="run")
+    shard: Optional[str] = setting(None, "score only share i of N of the users (one job of a SLURM array); "
+                                   "rerun without --shard to write the results from the cache "
+                                   "(torchrun/accelerate launch shard by rank on their own)", metavar="i/N",
+                                   group="run")
+    # the list-wise scheme
+    listwise_k: int = setting(20, "candidates shown per prompt (the first K of a user's candidates: for seqrec the "
+                              "target and K-1 negatives); the rest rank below them", minimum=2, metavar="K",
+                              group="ranking")
+    permutations: int = setting(1, "ask each user P times, each in another seeded order, and combine the rankings "
+                                "(Borda count): less position bias, P times the cost", minimum=1, metavar="P",
+                                group="ranking")
+    explain: bool = setting(False, "also ask for a one-line reason for the top item (kept with --log-samples)",
+                            group="ranking")
+    max_new_tokens: Optional[int] = setting(None, "most tokens an answer may take (default: 6 per shown candidate, "
+                                            "+48 with --explain)", minimum=1, metavar="N", group="ranking")
     # data
     raw_dir: Optional[str] = setting(None, "folder with one sub-folder per scenario (default: $RECBENCH_DATA)",
                                      metavar="ROOT", group="data")

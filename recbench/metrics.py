@@ -643,8 +643,6 @@ def ranking_metrics(
     out["mean_rank"] = float(r.mean())
     if bootstrap:
         for name in ("ndcg@10", "mrr"):
-            values = per_user.get(name)
-            if values is None:
-                values = ndcg_from_ranks(r, 10)
-            out[f"{name}_ci"] = list(bootstrap_mean_ci(values, int(bootstrap), 0.05, seed))
+            ci_of = per_user[name] if name in per_user else ndcg_from_ranks(r, 10)
+            out[f"{name}_ci"] = list(bootstrap_mean_ci(ci_of, int(bootstrap), 0.05, seed))
     return out

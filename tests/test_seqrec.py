@@ -173,3 +173,23 @@ def test_report_writes_a_separate_seqrec_leaderboard(tmp_path):
         build_reports(res, metric="ndgc@10")
     assert main(["report", "--results", str(res), "--output", str(tmp_path / "lb2"), "--format", "md"]) == 0
     assert (tmp_path / "lb2" / "seqrec-leaderboard.ndcg_10.md").is_file()
+
+
+@pytest.mark.parametrize("scheme, extra", [("generative", []), ("discriminative", ["--candidates", "all"])])
+def test_shards_then_merge_give_the_single_run(tmp_path, scheme, extra):
+    """--shard i/N jobs score a share of the users (the catalogue path too); the unsharded rerun
+    reads everything from the cache and writes the numbers a single process writes."""
+    base = ["zero-shot", "--task", "seqrec", "--model", "dummy", "--scheme", scheme, "--limit", "12", "--quiet",
+            *extra]
+    cache, out = ["--cache-dir", str(tmp_path / "c")], tmp_path / "res"
+    for i in range(2):
+        assert main(base + cache + ["--shard", f"{i}/2", "--output", str(out)]) == 0
+    assert not list(out.glob("**/demo.json"))
+    assert main(base + cache + ["--output", str(out)]) == 0
+    [path] = list(out.glob("**/seqrec/demo.json"))
+    merged = json.loads(path.read_text())
+    assert merged["meta"]["timings"]["computed"] == 0  # everything came from the shards' cache entries
+    single = tmp_path / "one"
+    assert main(base + ["--cache-dir", str(tmp_path / "c2"), "--output", str(single)]) == 0
+    [one] = list(single.glob("**/seqrec/demo.json"))
+    assert json.loads(one.read_text())["metrics"] == merged["metrics"]

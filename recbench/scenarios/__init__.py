@@ -54,6 +54,7 @@ def load_scenario(
     use_cache: bool = True,
     progress: Optional[Callable[[str], None]] = None,
     task: Optional[str] = None,
+    engine: Optional[str] = None,
     **options,
 ) -> Scenario:
     """Build (or load from cache) a scenario's items, test and fine-tuning samples.
@@ -62,10 +63,14 @@ def load_scenario(
     task: the task whose split to build (default ctr: the samples above); another task builds
     its own split (seqrec: test frame user_id, history, target, candidates; options may add
     history_len and candidates), see recbench/tasks/.
+    engine: "duckdb" (the default, or $RECBENCH_ENGINE) reads the large raw files with the
+    columnar engine; "python" streams them in Python (slower, same samples).
     """
     from ..tasks import DEFAULT_TASK, get_task
+    from .engine import resolve_engine
 
-    if task is not None and task != DEFAULT_TASK:
+    engine = resolve_engine(engine)
+    if task is not None and task != DEFAULT_TASK:  # (seqrec reads the events with the Python reader)
         return get_task(task).load_scenario(name, raw_dir, seed=seed, num_test=num_test, num_finetune=num_finetune,
                                             strict=strict, cache_dir=cache_dir, use_cache=use_cache,
                                             progress=progress, **options)
@@ -91,10 +96,11 @@ def load_scenario(
     key = split_cache_key(source_cls, files, seed, num_test, num_finetune, options)
     entry = Path(cache_dir or _cache.default_cache_dir()) / "scenarios" / source_cls.name / key
     if use_cache:
-        cached = _cache.load(entry)
+        cached = _cache.load(entry, progress=progress)
         if cached is not None:
             return cached
-    scenario = build_scenario(source, seed=seed, num_test=num_test, num_finetune=num_finetune, progress=progress)
+    scenario = build_scenario(source, seed=seed, num_test=num_test, num_finetune=num_finetune, progress=progress,
+                              engine=engine)
     scenario.info["cache_key"] = key
     scenario.info["raw_files"] = [str(p) for p in files]
     if use_cache:

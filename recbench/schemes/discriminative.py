@@ -12,12 +12,13 @@ matrix is ever held whole and no Python loop runs per item.
 from __future__ import annotations
 
 import time
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple, cast
 
 import numpy as np
 
 from ..cache import request_key
 from ..progress import progress_bar
+from ..scorers.base import EmbeddingScorer
 from .base import Scheme, SchemeContext, SchemeOutput
 
 COMMIT_EVERY_S = 2.0  # commit embeddings at least this often
@@ -55,28 +56,30 @@ class DiscriminativeScheme(Scheme):
     sft_settings = ("temperature", "margin")
     ranks_catalogue = True
 
-    def _texts(self, ctx: SchemeContext) -> Tuple[List[str], List[str]]:
-        """User text and item text per slot."""
+    def _texts(self, ctx: SchemeContext) -> Tuple[List[str], List[str], List[int]]:
+        """User text and item text per pair, in the groups' order, and the pairs' slots."""
         texts = ctx.texts
         user_of: Dict[Tuple[str, ...], str] = {}
         item_of: Dict[str, str] = {}
-        users: List[str] = [""] * ctx.num_scores
-        items: List[str] = [""] * ctx.num_scores
+        users: List[str] = []
+        items: List[str] = []
+        slots: List[int] = []
         for g in ctx.groups:
             if g.history not in user_of:
                 user_of[g.history] = ctx.builder.user_text([texts[h] for h in g.history if h in texts])
             for slot, c in zip(g.slots, g.candidates):
                 if c not in item_of:
                     item_of[c] = ctx.builder.item_text(texts[c])
-                users[slot] = user_of[g.history]
-                items[slot] = item_of[c]
-        return users, items
+                users.append(user_of[g.history])
+                items.append(item_of[c])
+                slots.append(slot)
+        return users, items, slots
 
     def dry_run_requests(self, ctx: SchemeContext):
         if ctx.catalogue is not None:
             users, items = self._catalogue_texts(ctx)
             return list(dict.fromkeys(users)) + list(dict.fromkeys(items)), []
-        users, items = self._texts(ctx)
+        users, items, _ = self._texts(ctx)
         distinct = list(dict.fromkeys(users)) + list(dict.fromkeys(items))
         return distinct, []
 
@@ -88,10 +91,11 @@ class DiscriminativeScheme(Scheme):
         bar = progress_bar(len(todo), f"{ctx.desc} {role}s", ctx.config.progress)
         pending: Dict[str, np.ndarray] = {}
         last = time.monotonic()
-        step = max(1, min(MAX_BATCH, ctx.scorer.embed_batch_size))
+        scorer = cast(EmbeddingScorer, ctx.scorer)
+        step = max(1, min(MAX_BATCH, scorer.embed_batch_size))
         for start in range(0, len(todo), step):
             idx = todo[start : start + step]
-            vecs = ctx.scorer.embed([distinct[k] for k in idx], role)
+            vecs = scorer.embed([distinct[k] for k in idx], role)
             fresh = {keys[k]: v for k, v in zip(idx, vecs)}
             pending.update(fresh)
             found.update(fresh)
@@ -131,22 +135,31 @@ class DiscriminativeScheme(Scheme):
             mats[role] = np.ascontiguousarray(m, dtype=CATALOGUE_DTYPE)  # read when called: tests may patch it
             counts[role] = len(distinct)
         t0 = time.perf_counter()
-        ranks = rank_catalogue(mats["user"], mats["item"], ctx.catalogue.reduce)
+        reduce = ctx.catalogue.reduce
+        user_idx = np.fromiter((ctx.catalogue.user_of(g) for g in ctx.groups), dtype=np.int64, count=len(ctx.groups))
+        ranks = np.full(ctx.catalogue.num_users, np.nan)  # users of groups not scored here (shards) stay NaN
+        ranks[user_idx] = rank_catalogue(mats["user"], mats["item"],
+                                         lambda rows, block: reduce(user_idx[np.asarray(rows)], block))
         rank_s = time.perf_counter() - t0
         n_distinct = counts["user"] + counts["item"]
-        shown = {"user_text": users} if ctx.config.log_samples else {}
+        shown: Dict[str, List[Any]] = {}
+        if ctx.config.log_samples:
+            user_col: List[Any] = [None] * ctx.catalogue.num_users
+            for k, text in zip(user_idx.tolist(), users):
+                user_col[k] = text
+            shown = {"user_text": user_col}
         return SchemeOutput(
             scores=ranks, requests=n_distinct, cached=n_distinct - computed, computed=computed,
-            meta={"similarity": ctx.config.similarity, "full_catalogue": True},
+            meta={"similarity": ctx.config.similarity, "full_catalogue": True, "rank_s": round(rank_s, 3)},
             counts={"distinct_users": counts["user"], "distinct_items": counts["item"],
-                    "catalogue_items": len(items), "computed_embeddings": computed, "rank_s": round(rank_s, 3)},
+                    "catalogue_items": len(items), "computed_embeddings": computed},
             shown=shown,
         )
 
     def score(self, ctx: SchemeContext) -> SchemeOutput:
         if ctx.catalogue is not None:
             return self._score_catalogue(ctx)
-        users, items = self._texts(ctx)
+        users, items, slot_of = self._texts(ctx)
         matrices = {}
         computed = 0
         distinct_of = {}
@@ -161,9 +174,16 @@ class DiscriminativeScheme(Scheme):
         v = matrices["item"][[pos_i[t] for t in items]].astype(np.float64)
         if ctx.config.similarity == "cosine":
             u, v = normalise(u), normalise(v)
-        scores = np.einsum("ij,ij->i", u, v)
+        scores = np.full(ctx.num_scores, np.nan)
+        scores[slot_of] = np.einsum("ij,ij->i", u, v)
         n_distinct = len(distinct_of["user"]) + len(distinct_of["item"])
-        shown = {"user_text": users, "item_text": items} if ctx.config.log_samples else {}
+        shown: Dict[str, List[Any]] = {}
+        if ctx.config.log_samples:
+            user_col: List[Optional[str]] = [None] * ctx.num_scores
+            item_col: List[Optional[str]] = [None] * ctx.num_scores
+            for s, a, b in zip(slot_of, users, items):
+                user_col[s], item_col[s] = a, b
+            shown = {"user_text": user_col, "item_text": item_col}
         return SchemeOutput(
             scores=scores, requests=n_distinct, cached=n_distinct - computed, computed=computed,
             meta={"similarity": ctx.config.similarity},

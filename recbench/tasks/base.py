@@ -73,6 +73,13 @@ class Task(ABC):
 
         raise ConfigError(f"task '{self.name}' builds no split of its own; use load_scenario(name)")
 
+    def may_cut_groups(self, cfg: "RunConfig") -> bool:
+        """Whether a scheme that shows only k candidates per prompt (listwise) may show a
+        group's first k: true when the first ones are what must be shown and the rest are
+        exchangeable (target first, then random negatives); false when the order follows the
+        labels or means nothing (a whole catalogue in item order)."""
+        return True
+
     def item_ids(self, samples: pd.DataFrame) -> List[str]:
         """Every item a prompt may show (for the missing-text check)."""
         ids: Dict[str, None] = {}

@@ -82,6 +82,11 @@ class SeqRecTask(Task):
             "--candidates 100 (the default), an embedding model (--scheme discriminative ranks the catalogue "
             "with one matrix product per batch of users), or pass --force to run it anyway")
 
+    def may_cut_groups(self, cfg) -> bool:
+        """A list-wise scheme may show the first k candidates (the target and k-1 random
+        negatives); not a whole catalogue in item order."""
+        return cfg.candidates != ALL
+
     def samples(self, sc, cfg) -> pd.DataFrame:
         test = sc.test
         if cfg.limit is not None:
@@ -143,7 +148,9 @@ class SeqRecTask(Task):
             rows = np.repeat(np.arange(idx.size), counts[idx])
             return ranks_in_matrix(block, target_col[idx], (rows, cols)).astype(np.float64)
 
-        return Catalogue(items=items, reduce=reduce)
+        n_items = max(1, len(items))
+        # catalogue groups' slots are u*I .. u*I+I-1 (see groups): the user index is the first // I
+        return Catalogue(items=items, num_users=len(samples), user_of=lambda g: g.slots[0] // n_items, reduce=reduce)
 
     @staticmethod
     def _catalogue_index(samples: pd.DataFrame, items: Sequence[str]):
@@ -174,6 +181,8 @@ class SeqRecTask(Task):
             is_target[starts] = True  # the target is each user's first candidate
             return target_ranks(scores, groups, is_target)
         if scores.size == len(samples):  # a Catalogue scheme returned ranks, one per user
+            if np.isnan(scores).any():
+                raise ValueError("ranks missing for some users; the scheme scored a subset")
             return scores.astype(np.int64)
         target_col, (indptr, indices) = self._catalogue_index(samples, items)
         rows = np.repeat(np.arange(len(samples)), np.diff(indptr))
