@@ -51,9 +51,15 @@ def main() -> None:
     u /= np.linalg.norm(u, axis=1, keepdims=True)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
 
-    import threadpoolctl  # noqa: F401 - optional: only to print the BLAS thread count
+    try:
+        import threadpoolctl
+
+        info = threadpoolctl.threadpool_info()
+        threads = info[0].get("num_threads") if info else "?"
+    except ImportError:  # only for the printout
+        threads = "?"
     print(f"{args.users} users x {args.items} items, dim {args.dim}, {args.exclude} masked per user; "
-          f"BLAS threads: {threadpoolctl.threadpool_info()[0].get('num_threads') if threadpoolctl.threadpool_info() else '?'}")
+          f"BLAS threads: {threads}")
     start = time.perf_counter()
     ranks = rank_catalogue(u, v, catalogue.reduce)
     took = time.perf_counter() - start

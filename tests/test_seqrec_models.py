@@ -39,11 +39,11 @@ def test_minilm_ranks_the_next_item_far_above_random(tmp_path):
 @pytest.mark.slow
 @needs_smollm2
 def test_smollm2_generative_scores_every_candidate(tmp_path):
-    bench = RecBench(model="smollm2-135m", scheme="generative", task="seqrec", scenarios="demo", limit=2,
+    bench = RecBench(model="smollm2-135m", scheme="generative", task="seqrec", scenarios="demo", limit=1,
                      output_dir=str(tmp_path), progress=False, log_samples=True)
     table = bench.evaluate()
     run = bench.runs[0]
-    assert run.meta["timings"]["requests"] == 200 and run.meta["scorer"]["prefix_reuse"] is True
+    assert run.meta["timings"]["requests"] == 100 and run.meta["scorer"]["prefix_reuse"] is True
     scores = run.samples["score"]
-    assert scores.between(0, 1).all() and scores.nunique() > 150  # unrounded P(Yes)
+    assert scores.between(0, 1).all() and scores.nunique() > 75  # unrounded P(Yes)
     assert 1 <= table.loc[0, "mean_rank"] <= 100

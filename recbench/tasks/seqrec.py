@@ -75,7 +75,7 @@ class SeqRecTask(Task):
             return
         test = sc.test if cfg.limit is None else sc.test.iloc[: int(cfg.limit)]
         n_items = len(sc.items)
-        pairs = int(sum(n_items - len(x) for x in test["exclude"]))
+        pairs = len(test) * n_items  # every catalogue item of every user is scored (masked ones too)
         raise ConfigError(
             f"{sc.name}: seqrec with --candidates all and the {scheme.name} scheme scores every (user, item) "
             f"pair: {pairs:,} forward passes ({len(test):,} users x {n_items:,} catalogue items); use "
