@@ -17,6 +17,7 @@ import pandas as pd
 from ..results import atomic_write_bytes, current_umask
 from ..errors import ConfigError, MissingDependencyError, suggest
 from .collect import PathLike, ResultsWarning, _records_frame
+from .efficiency import efficiency_frame, model_means, quality_vs_throughput_figure, render_efficiency_markdown
 from .figures import _heatmap, _overall_bars, position_bias_entries, position_bias_figure
 from .tables import (
     BENCHMARK_SCENARIOS,
@@ -434,6 +435,16 @@ def _write(report: Report, out: Path, formats: List[str]) -> List[Path]:
                 path = out / f"{t.key}.{m}.{kind}.{f}"
                 written.append(_atomic_savefig(fig, path, f))
                 figures.setdefault(t.key, {})[f"{kind}_{f}"] = path.name
+    eff = efficiency_frame(report.records, report.metric)
+    if not eff.empty:  # the paper's latency table: quality beside pairs/s and ms per pair
+        if "md" in formats:
+            written.append(_atomic_write(out / f"efficiency.{m}.md", render_efficiency_markdown(eff, report.metric)))
+        if "csv" in formats:
+            written.append(_atomic_write(out / f"efficiency.{m}.csv", _csv_safe(eff).to_csv(index=False)))
+        if fig_formats:
+            fig = quality_vs_throughput_figure(model_means(eff, report.metric), report.metric)
+            for f in fig_formats:
+                written.append(_atomic_savefig(fig, out / f"quality_vs_throughput.{m}.{f}", f))
     bias = position_bias_entries(report.records) if fig_formats else []
     if bias:  # generated rankings: the target's rank by the position it was shown at
         fig = position_bias_figure(bias)
