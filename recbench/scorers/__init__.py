@@ -25,6 +25,7 @@ BACKENDS: Dict[Tuple[str, str], str] = {
     ("vllm", "logits"): "recbench.scorers.vllm:VLLMGenerativeScorer",
     ("dummy", "logits"): "recbench.scorers.dummy:DummyGenerativeScorer",
     ("dummy", "embedding"): "recbench.scorers.dummy:DummyEmbeddingScorer",
+    ("baseline", "recommender"): "recbench.scorers.baseline:BaselineScorer",
 }
 
 
