@@ -31,6 +31,7 @@ GROUPS = {
     "model": "model loading",
     "api": "OpenAI-compatible endpoints",
     "vllm": "vLLM engine",
+    "ranking": "list-wise scheme (a generated ranking)",
     "output": "output and caching",
 }
 
@@ -58,6 +59,21 @@ class RunConfig:
                               group="run")
     bootstrap: int = setting(0, "bootstrap resamples for confidence intervals of the headline metrics",
                              minimum=0, metavar="N", group="run")
+    shard: Optional[str] = setting(None, "score only share i of N of the users (one job of a SLURM array); "
+                                   "rerun without --shard to write the results from the cache "
+                                   "(torchrun/accelerate launch shard by rank on their own)", metavar="i/N",
+                                   group="run")
+    # the list-wise scheme
+    listwise_k: int = setting(20, "candidates shown per prompt (the first K of a user's candidates: for seqrec the "
+                              "target and K-1 negatives); the rest rank below them", minimum=2, metavar="K",
+                              group="ranking")
+    permutations: int = setting(1, "ask each user P times, each in another seeded order, and combine the rankings "
+                                "(Borda count): less position bias, P times the cost", minimum=1, metavar="P",
+                                group="ranking")
+    explain: bool = setting(False, "also ask for a one-line reason for the top item (kept with --log-samples)",
+                            group="ranking")
+    max_new_tokens: Optional[int] = setting(None, "most tokens an answer may take (default: 6 per shown candidate, "
+                                            "+48 with --explain)", minimum=1, metavar="N", group="ranking")
     # data
     raw_dir: Optional[str] = setting(None, "folder with one sub-folder per scenario (default: $RECBENCH_DATA)",
                                      metavar="ROOT", group="data")

@@ -12,15 +12,18 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
+import numpy as np
 import pandas as pd
 
 from . import __version__
 from .cache import ScoreCache, namespace
 from .config import RunConfig
+from .distributed import ProcessGroup, Shard, detect
+from .efficiency import measure
 from .errors import ConfigError, DataError, suggest
 from .models import ModelSpec, resolve_model
 from .prompts import PromptBuilder
@@ -112,6 +115,9 @@ class RecBench:
             cfg.chat_template = self.scheme.chat_default(self.spec)
         self.template = self.scheme.template(cfg.template)
         self.scenarios = parse_scenarios(scenarios, cfg.raw_dir)
+        self.shard: Shard = detect(cfg.shard)
+        if not self.shard.is_main:
+            cfg.progress = False  # one progress display: rank 0's
         self.runs: List[ScenarioRun] = []
 
     # -- public ---------------------------------------------------------------------------
@@ -121,15 +127,18 @@ class RecBench:
         progress = (lambda m: print(m, file=sys.stderr)) if cfg.progress else None
         loaded = [self.task.load(name, cfg, progress) for name in self.scenarios]  # data errors before the model
         cache = open_score_cache(cfg)  # a broken cache is reported before the model loads
+        group = ProcessGroup(self.shard)
         try:
+            self._place_on_local_device()
             t0 = time.perf_counter()
             scorer = self.scorer_cls.from_run(self.spec, cfg)
-            load_s = time.perf_counter() - t0
+            self.model_load_s = time.perf_counter() - t0
             try:
                 self.runs = []
                 for sc in loaded:
-                    run = self._run_scenario(sc, scorer, cache)
-                    run.meta["timings"]["model_load_s"] = round(load_s, 3)
+                    run = self._run_scenario(sc, scorer, cache, group)
+                    if run is None:  # another rank writes it, or a --shard job
+                        continue
                     if not cfg.dry_run:
                         self._write(run)
                     self.runs.append(run)
@@ -137,7 +146,22 @@ class RecBench:
                 scorer.close()
         finally:
             cache.close()
+            group.close()
+        if self.shard.sharded_only and cfg.progress:
+            print(f"recbench: shard {self.shard.rank}/{self.shard.world} scored; when every shard is done, rerun "
+                  "the same command without --shard to write the results", file=sys.stderr)
         return self.table()
+
+    def _place_on_local_device(self) -> None:
+        """Under torchrun/accelerate, each rank uses its own GPU (cuda:LOCAL_RANK)."""
+        if not self.shard.launched or self.config.device is not None:
+            return
+        try:
+            import torch
+        except ImportError:
+            return
+        if torch.cuda.is_available():
+            self.config.device = f"cuda:{self.shard.local_rank % torch.cuda.device_count()}"
 
     def table(self) -> pd.DataFrame:
         rows = []
@@ -182,8 +206,9 @@ class RecBench:
         return self.task.results_dir(scheme_dir) / f"{scenario}.json"
 
     # -- steps ----------------------------------------------------------------------------
-    def _run_scenario(self, sc: Scenario, scorer, cache: ScoreCache) -> ScenarioRun:
+    def _run_scenario(self, sc: Scenario, scorer, cache: ScoreCache, group: ProcessGroup) -> Optional[ScenarioRun]:
         cfg, task, scheme = self.config, self.task, self.scheme
+        t_start = time.perf_counter()
         samples = task.samples(sc, cfg)
         texts = sc.item_text()
         missing_text = [i for i in task.item_ids(samples) if i not in texts]
@@ -200,12 +225,25 @@ class RecBench:
         if cfg.dry_run:
             return ScenarioRun(sc.name, {}, {"dry_run": self._dry_run(ctx), "timings": {}})
         t0 = time.perf_counter()
-        out = scheme.score(ctx)
+        if self.shard.active:
+            # this process's users first; then rank 0 reads every rank's scores from the cache
+            part = scheme.score(replace(ctx, groups=self.shard.take(ctx.groups)))
+            counters = scorer.efficiency_counters()
+            computed = group.gather(part.computed)  # also the barrier: every rank has committed
+            if self.shard.sharded_only or not self.shard.is_main:
+                return None
+            out = scheme.score(replace(ctx, desc=ctx.desc + " (merge)"))
+            out.computed = sum(computed)
+            out.cached = max(0, out.cached - out.computed)  # the merge pass found everything cached
+        else:
+            out = scheme.score(ctx)
+            counters = scorer.efficiency_counters()
         score_s = time.perf_counter() - t0
         diag = scorer.diagnostics()
         binary = bool(diag.get("binary"))
         metrics = task.metrics(samples, out.scores, probabilities=scheme.probabilities and not binary,
                                bootstrap=cfg.bootstrap, seed=cfg.seed)
+        metrics.update(out.metrics)  # scheme-level rates (e.g. the valid-output rate of generated rankings)
         meta = {
             "model_id": identity.get("model_id", self.spec.public_id),
             "model_revision": identity.get("revision"),
@@ -228,7 +266,10 @@ class RecBench:
             "identity": identity,
             "settings": cfg.public(),
             "timings": {"score_s": round(score_s, 3), "requests": out.requests, "cached": out.cached,
-                        "computed": out.computed, **out.counts},
+                        "computed": out.computed, "model_load_s": round(self.model_load_s, 3), **out.counts},
+            "efficiency": measure(wall_s=time.perf_counter() - t_start, score_s=score_s,
+                                  model_load_s=self.model_load_s, pairs=int(np.isfinite(out.scores).sum()),
+                                  computed=out.computed, counters=counters, world_size=self.shard.world).as_dict(),
             "packages": package_versions(),
             "created": utc_now(),
             **out.meta,

@@ -221,3 +221,31 @@ def test_validate_coerces_like_the_cli():
     assert cfg.batch_size == 8 and cfg.limit == 3
     with pytest.raises(ConfigError, match="batch-size"):
         validate(RunConfig(batch_size="many"))
+
+
+def _custom_tables(tmp_path):
+    rows = ["uid,iid,stars,ts"]
+    for u in range(8):
+        for k in range(9):
+            rows.append(f"u{u},i{(u * 5 + k) % 40},{[5, 4, 1, 5, 2, 4, 5, 3, 1][k]},{1000 + k}")
+    (tmp_path / "inter.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "items.csv").write_text("iid,name\n" + "".join(f"i{k},Item {k}\n" for k in range(40)))
+    return ["--interactions", str(tmp_path / "inter.csv"), "--items", str(tmp_path / "items.csv"),
+            "--user-col", "uid", "--item-col", "iid", "--time-col", "ts", "--rating-col", "stars",
+            "--text-col", "name", "--threshold", "4"]
+
+
+def test_zero_shot_and_sft_take_the_custom_scenarios_options(tmp_path, capsys):
+    opts = _custom_tables(tmp_path)
+    out = tmp_path / "res"
+    assert main(["zero-shot", "--model", "dummy", "--scenario", "custom", *opts, "--output", str(out),
+                 "--quiet"]) == 0
+    doc = json.loads((out / "dummy" / "generative" / "custom.json").read_text())
+    assert doc["scenario"] == "custom" and doc["metrics"]["n"] > 0
+    from recbench.cli.sft import config_from_args
+
+    parser = build_parser()
+    args = parser.parse_args(["sft", "--model", "dummy", "--train", "custom", *opts])
+    cfg = config_from_args(args)
+    assert cfg.scenario_options["custom"]["user_col"] == "uid"
+    assert cfg.raw_dir == str(tmp_path)

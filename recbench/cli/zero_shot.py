@@ -10,6 +10,7 @@ import argparse
 
 from ..config import GROUPS, RunConfig
 from ..settings import add_arguments, from_namespace
+from .custom_options import add_custom_options, custom_options, custom_raw_dir
 
 MODEL_HELP = "alias (see `recbench models`), HF id, local folder, .gguf file, openai:<model>, or dummy"
 MODEL_LOADING = ("revision", "device", "dtype", "quantization", "device_map", "max_length", "trust_remote_code",
@@ -44,6 +45,7 @@ def register(sub) -> None:
     p.add_argument("--scenario", help="comma-separated scenario names, or 'all' (default: those found under "
                    "--raw-dir, else demo)")
     add_arguments(p, RunConfig, groups=GROUPS)
+    add_custom_options(p)
     p.set_defaults(func=run)
 
 
@@ -52,13 +54,19 @@ def run(args) -> int:
     from ..evaluate import RecBench
 
     cfg = from_namespace(RunConfig, args)
+    custom = custom_options(args)
+    if custom:  # the custom scenario's tables, named on the command line
+        cfg.scenario_options = {**cfg.scenario_options, "custom": custom}
+        cfg.raw_dir = custom_raw_dir(custom, cfg.raw_dir)
+        if args.scenario is None:
+            args.scenario = "custom"
     settings = {k: v for k, v in vars(cfg).items() if k not in ("scheme", "limit", "output_dir", "log_samples",
                                                                   "adapter")}
     bench = RecBench(model=args.model, scheme=cfg.scheme, scenarios=args.scenario, limit=cfg.limit,
                      output_dir=cfg.output_dir, log_samples=cfg.log_samples, adapter=cfg.adapter, **settings)
     table = bench.evaluate()
-    if bench.config.dry_run:
-        return 0
+    if bench.config.dry_run or bench.shard.sharded_only or not bench.shard.is_main:
+        return 0  # a --shard job or a rank other than 0: rank 0 / the merge run reports
     if table.empty:
         raise ConfigError("nothing was scored")
     cols = [c for c in ["scenario", "n", *bench.task.table_columns] if c in table.columns]

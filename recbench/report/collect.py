@@ -20,7 +20,7 @@ from ..schemes import scheme_names
 PathLike = Union[str, "os.PathLike[str]"]
 
 # Counts and rates in "metrics" that are not quality metrics (never a leaderboard metric).
-COUNT_KEYS = ("n", "users", "positive_rate", "gauc_users", "gauc_skipped_users")
+COUNT_KEYS = ("n", "users", "positive_rate", "gauc_users", "gauc_skipped_users", "valid_output_rate")
 METRIC_ORDER = (
     "gauc", "auc", "mrr", "ndcg@1", "ndcg@5", "ndcg@10",
     "recall@1", "recall@5", "recall@10", "hit@1", "hit@5", "hit@10", "logloss",

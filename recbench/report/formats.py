@@ -4,15 +4,20 @@
 from __future__ import annotations
 
 import datetime as _dt
+import html
 import os
-import tempfile
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
+from urllib.parse import quote
 
+import pandas as pd
+
+from ..results import atomic_write_bytes, current_umask
 from ..errors import ConfigError, MissingDependencyError, suggest
 from .collect import PathLike, ResultsWarning, _records_frame
-from .figures import _heatmap, _overall_bars
+from .figures import _heatmap, _overall_bars, position_bias_entries, position_bias_figure
 from .tables import (
     BENCHMARK_SCENARIOS,
     CITATION,
@@ -58,15 +63,67 @@ def _fmt_n(n: Optional[float]) -> str:
     return str(n)
 
 
-def _rel(target: str, start: Path) -> str:
+def _rel(target: str, start: Path) -> Optional[str]:
+    """`target` as a relative POSIX path from `start`, safe as a link target: a first
+    segment that looks like a URL scheme ('javascript:...') gets a './' in front; None
+    when no relative path exists (another drive on Windows): then there is no link."""
     try:
-        return Path(os.path.relpath(Path(target).resolve(), start.resolve())).as_posix()
+        rel = Path(os.path.relpath(Path(target).resolve(), start.resolve())).as_posix()
     except ValueError:  # pragma: no cover - different drives on Windows
-        return Path(target).resolve().as_posix()
+        return None
+    if rel.startswith("/") or ":" in rel.split("/", 1)[0]:
+        rel = "./" + rel.lstrip("/")
+    return rel
+
+
+def _md_href(rel: str) -> str:
+    """A Markdown link target: percent-encoded, so no character of a folder name (':',
+    spaces, parentheses, '<') can end the link or turn it into a script URL."""
+    return quote(rel, safe="/")
 
 
 def _md_escape(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("*", "\\*").replace("_", "\\_")
+    """Data as Markdown text: HTML-escaped (Markdown renders inline HTML) and with the
+    characters that would make a table cell, emphasis, code or a link escaped."""
+    out = html.escape(str(text), quote=False)
+    for ch in ("\\", "|", "*", "_", "`", "[", "]"):
+        out = out.replace(ch, "\\" + ch)
+    return out.replace("\r", " ").replace("\n", " ")
+
+
+def _md_code(text: str) -> str:
+    """An inline code span holding `text` verbatim (HTML is not interpreted inside one)."""
+    text = str(text).replace("\r", " ").replace("\n", " ")
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if longest else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> Any:
+    """A spreadsheet-safe cell: text starting like a formula gets a leading quote, so
+    opening the CSV never runs it; numbers (also negative ones written as text) stay."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
+
+
+def _csv_safe(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    for col in out.columns:
+        if not (pd.api.types.is_numeric_dtype(out[col]) or pd.api.types.is_bool_dtype(out[col])):
+            out[col] = out[col].map(_csv_cell)
+    if not pd.api.types.is_numeric_dtype(out.index):
+        out.index = out.index.map(_csv_cell)
+    out.columns = [_csv_cell(c) for c in out.columns]
+    return out
 
 
 def _row_dir(row: Row) -> Optional[str]:
@@ -100,18 +157,20 @@ def render_markdown(report: Report, metric: Optional[str] = None, output_dir: Op
         lines += [f"# RecBench leaderboard: {_metric_title(metric)}", ""]
         desc = METRIC_DESCRIPTIONS.get(metric)
         lines += [f"Metric: `{metric}`" + (f", {desc}." if desc else ".")
-                  + f" Results read from `{report.root.as_posix()}`"
+                  + f" Results read from {_md_code(report.root.as_posix())}"
                   + f" ({len(report.records)} file{'s' if len(report.records) != 1 else ''}).", ""]
     any_incomplete = any_flags = any_published = any_ci = False
     for t in report.tables[metric]:
-        lines += [f"## {t.title} (`{t.key}`)", ""]
-        header = ["Model"] + [SCENARIO_TITLES.get(c, c) for c in t.columns] + ["Overall", "Scenarios", "n", "Flags"]
+        lines += [f"## {_md_escape(t.title)} ({_md_code(t.key)})", ""]
+        header = ["Model"] + [_md_escape(SCENARIO_TITLES.get(c, c)) for c in t.columns] + ["Overall", "Scenarios", "n", "Flags"]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join([":---"] + ["---:"] * (len(header) - 2) + [":---"]) + "|")
         for r in t.rows:
             label = _md_escape(r.label)
-            if r.source == "run" and output_dir is not None and _row_dir(r):
-                label = f"[{label}]({_rel(_row_dir(r), output_dir)})"
+            rdir = _row_dir(r) if r.source == "run" and output_dir is not None else None
+            target = _rel(rdir, output_dir) if rdir else None  # type: ignore[arg-type]
+            if target:
+                label = f"[{label}]({_md_href(target)})"
             cells = [label]
             for c in t.columns:
                 cell = r.cells.get(c)
@@ -143,7 +202,7 @@ def render_markdown(report: Report, metric: Optional[str] = None, output_dir: Op
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
         for note in t.notes:
-            lines.append(f"- ⚑ {note}")
+            lines.append(f"- ⚑ {_md_escape(note)}")
         if t.notes:
             lines.append("")
     lines += _versus_markdown(report, metric)
@@ -168,7 +227,7 @@ def render_markdown(report: Report, metric: Optional[str] = None, output_dir: Op
     lines += ["Notes:", ""] + [f"- {f}" for f in foot] + [""]
     if report.skipped:
         lines += [f"Skipped {len(report.skipped)} results file(s):", ""]
-        lines += [f"- `{s.path}`: {s.reason}" for s in report.skipped]
+        lines += [f"- {_md_code(s.path)}: {_md_escape(s.reason)}" for s in report.skipped]
         lines.append("")
     return "\n".join(lines)
 
@@ -258,8 +317,9 @@ def _payload(report: Report, output_dir: Path, figures: Dict[str, Dict[str, str]
                         d["users"] = int(cell.users)
                     if cell.ci:
                         d["ci"] = [num(cell.ci[0]), num(cell.ci[1])]
-                    if cell.path:
-                        d["href"] = _rel(cell.path, output_dir)
+                    href = _rel(cell.path, output_dir) if cell.path else None
+                    if href:
+                        d["href"] = href
                         d["file"] = cell.file
                     if cell.flags:
                         d["flags"] = cell.flags
@@ -270,7 +330,7 @@ def _payload(report: Report, output_dir: Path, figures: Dict[str, Dict[str, str]
                     "cells": cells, "overall": num(r.overall), "overall_best": r.overall_best,
                     "complete": r.complete, "count": r.n_scenarios, "n": num(r.n),
                     "flags": r.flags, "files": r.files,
-                    "hrefs": [_rel(p, output_dir) for p in r.paths],
+                    "hrefs": [h for h in (_rel(p, output_dir) for p in r.paths) if h],
                     "dir": _rel(rdir, output_dir) if rdir else None,
                 })
             tables[m].append({
@@ -302,29 +362,11 @@ def _payload(report: Report, output_dir: Path, figures: Dict[str, Dict[str, str]
 # --------------------------------------------------------------------------------------
 
 
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
+_UMASK = current_umask()
 
 
 def _atomic_write(path: Path, data: Union[str, bytes]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; use the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
     return path
 
 
@@ -401,14 +443,19 @@ def _write(report: Report, out: Path, formats: List[str]) -> List[Path]:
                 path = out / f"{t.key}.{m}.{kind}.{f}"
                 written.append(_atomic_savefig(fig, path, f))
                 figures.setdefault(t.key, {})[f"{kind}_{f}"] = path.name
+    bias = position_bias_entries(report.records) if fig_formats else []
+    if bias:  # generated rankings: the target's rank by the position it was shown at
+        fig = position_bias_figure(bias)
+        for f in fig_formats:
+            written.append(_atomic_savefig(fig, out / f"position_bias.{f}", f))
     if "md" in formats:
         written.append(_atomic_write(out / f"leaderboard.{m}.md", render_markdown(report, output_dir=out)))
     if "csv" in formats:
         for t in report.headline:
             df = _table_frame(t)
-            written.append(_atomic_write(out / f"{t.key}.{m}.csv", df.to_csv(float_format="%.6g")))
+            written.append(_atomic_write(out / f"{t.key}.{m}.csv", _csv_safe(df).to_csv(float_format="%.6g")))
         long = _records_frame(report.records)
-        written.append(_atomic_write(out / "results.csv", long.to_csv(index=False)))
+        written.append(_atomic_write(out / "results.csv", _csv_safe(long).to_csv(index=False)))
     if "tex" in formats:
         for t in report.headline:
             written.append(_atomic_write(out / f"{t.key}.{m}.tex", render_latex(t, report)))

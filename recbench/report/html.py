@@ -5,7 +5,7 @@ metric's tables as JSON) and a small script that renders them: a metric selector
 columns (click a header; the state lives in the URL hash, e.g.
 ``#metric=auc&sort=mind&dir=desc``, optionally ``&table=zero-shot-generative``), best per
 column highlighted, incomplete rows marked with a dagger, metadata flags, and links to each
-row's results files.
+row's results files (relative links only, whatever the folder names).
 """
 
 from __future__ import annotations
@@ -133,6 +133,16 @@ footer a { color: var(--accent); }
   (D.lower_is_better || []).forEach(function (m) { LOWER[m] = true; });
   var state = { metric: D.headline, sort: null, dir: null, table: null };
 
+  // Links only ever point to relative paths: every segment percent-encoded (so ':', '#',
+  // '?' and backslashes in a folder name stay part of the path: a folder named "javascript:..."
+  // is a relative link, never a script) and nothing absolute; null (no link) otherwise.
+  function relHref(h, folder) {
+    if (typeof h !== "string" || h === "" || /^[\/\\]/.test(h)) return null;
+    var out = h.split("/").map(function (seg) { return encodeURIComponent(seg); }).join("/");
+    if (/^[A-Za-z][A-Za-z0-9+.\-]*:/.test(out)) out = "./" + out;
+    return out + (folder ? "/" : "");
+  }
+
   function el(tag, attrs) {
     var node = document.createElement(tag);
     if (attrs) {
@@ -256,7 +266,7 @@ footer a { color: var(--accent); }
     if (r.source === "random") td.appendChild(el("span", { cls: "badge", title: "a random scorer's expected value is exactly 0.5" }, "baseline"));
     if (r.adapter) td.appendChild(el("span", { cls: "badge sft", title: "fine-tuned adapter " + r.adapter }, "adapter"));
     if (r.dir) {
-      td.appendChild(el("a", { cls: "badge files", href: encodeURI(r.dir) + "/", title: (r.files || []).join("\n") },
+      td.appendChild(el("a", { cls: "badge files", href: relHref(r.dir, true), title: (r.files || []).join("\n") },
                         r.files.length + " file" + (r.files.length === 1 ? "" : "s")));
     }
     return td;
@@ -275,7 +285,7 @@ footer a { color: var(--accent); }
     if (c.flags) cls.push("cellflag");
     var td = el("td", { cls: cls.join(" ") || null, "data-col": col, "data-value": String(c.v), title: tip.join("\n") || null });
     var text = fmt(c.v) + (c.flags ? " \u2691" : "");
-    td.appendChild(c.href ? el("a", { href: encodeURI(c.href) }, text) : document.createTextNode(text));
+    td.appendChild(relHref(c.href) ? el("a", { href: relHref(c.href) }, text) : document.createTextNode(text));
     if (c.ci) td.appendChild(el("span", { cls: "ci" }, "[" + fmt(c.ci[0], 3) + ", " + fmt(c.ci[1], 3) + "]"));
     return td;
   }
@@ -323,9 +333,9 @@ footer a { color: var(--accent); }
       var cap = el("figcaption", null, kind[1] + " (" + D.headline + "): ");
       ["png", "svg"].forEach(function (ext) {
         var name = f[kind[0] + "_" + ext];
-        if (name) { cap.appendChild(el("a", { href: encodeURI(name) }, ext.toUpperCase())); cap.appendChild(document.createTextNode(" ")); }
+        if (name) { cap.appendChild(el("a", { href: relHref(name) }, ext.toUpperCase())); cap.appendChild(document.createTextNode(" ")); }
       });
-      figs.appendChild(el("figure", null, el("a", { href: encodeURI(img) }, el("img", { src: encodeURI(img), alt: kind[1] + " chart for " + t.key, loading: "lazy" })), cap));
+      figs.appendChild(el("figure", null, el("a", { href: relHref(img) }, el("img", { src: relHref(img), alt: kind[1] + " chart for " + t.key, loading: "lazy" })), cap));
     });
     if (figs.childNodes.length) sec.appendChild(figs);
     return sec;

@@ -53,12 +53,18 @@ def load_scenario(
     cache_dir: Optional[PathLike] = None,
     use_cache: bool = True,
     progress: Optional[Callable[[str], None]] = None,
+    engine: Optional[str] = None,
     **options,
 ) -> Scenario:
     """Build (or load from cache) a scenario's items, test and fine-tuning samples.
 
     options are loader-specific (custom scenario: file names and column names).
+    engine: "duckdb" (the default, or $RECBENCH_ENGINE) reads the large raw files with the
+    columnar engine; "python" streams them in Python (slower, same samples).
     """
+    from .engine import resolve_engine
+
+    engine = resolve_engine(engine)
     source_cls = get_source(name)
     num_test = source_cls.default_num_test if num_test is None else int(num_test)
     num_finetune = source_cls.default_num_finetune if num_finetune is None else int(num_finetune)
@@ -81,10 +87,11 @@ def load_scenario(
     key = split_cache_key(source_cls, files, seed, num_test, num_finetune, options)
     entry = Path(cache_dir or _cache.default_cache_dir()) / "scenarios" / source_cls.name / key
     if use_cache:
-        cached = _cache.load(entry)
+        cached = _cache.load(entry, progress=progress)
         if cached is not None:
             return cached
-    scenario = build_scenario(source, seed=seed, num_test=num_test, num_finetune=num_finetune, progress=progress)
+    scenario = build_scenario(source, seed=seed, num_test=num_test, num_finetune=num_finetune, progress=progress,
+                              engine=engine)
     scenario.info["cache_key"] = key
     scenario.info["raw_files"] = [str(p) for p in files]
     if use_cache:

@@ -56,6 +56,7 @@ class SchemeOutput:
     meta: Dict[str, Any] = field(default_factory=dict)  # scheme-specific results meta
     counts: Dict[str, int] = field(default_factory=dict)  # scheme-specific counts (go beside the timings)
     shown: Dict[str, List[Any]] = field(default_factory=dict)  # per-slot columns for --log-samples
+    metrics: Dict[str, Any] = field(default_factory=dict)  # scheme-specific metric columns (beside the task's)
 
 
 class Scheme(ABC):
@@ -81,7 +82,8 @@ class Scheme(ABC):
         if cfg.chat_template and not self.uses_chat_template:
             raise ConfigError(f"--chat-template applies to prompt-based schemes, not {self.name}")
 
-    def chat_default(self, spec: "ModelSpec") -> bool:
+    def chat_default(self, spec: "ModelSpec") -> Optional[bool]:
+        """The chat-template setting when none is given (None: the backend decides)."""
         return bool(spec.chat_default) and self.uses_chat_template
 
     def variant(self, cfg: "RunConfig", spec: "ModelSpec") -> str:

@@ -16,18 +16,21 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
-from typing import Dict, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Tuple, cast
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..prompts import Template
 from .base import Scheme, SchemeContext, SchemeOutput
+from .discriminative import DiscriminativeScheme
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..scorers.baseline import BaselineScorer
 
 NO_PROMPT_TEXT = "{history}\n{candidate}"  # placeholder: conventional models read item ids
 NO_PROMPT = Template(id="default", scheme="conventional", text=NO_PROMPT_TEXT,
                      sha256=hashlib.sha256(b"conventional: item ids, no prompt").hexdigest())
-TEXT_SCHEME = "discriminative"  # whose item texts and vector-cache keys the LLM-for-RS features reuse
 
 
 class ConventionalScheme(Scheme):
@@ -60,7 +63,7 @@ class ConventionalScheme(Scheme):
         from ..baselines.base import FitData
         from ..scorers.baseline import stderr_say
 
-        scorer, cfg = ctx.scorer, ctx.config
+        scorer, cfg = cast("BaselineScorer", ctx.scorer), ctx.config
         say = stderr_say(cfg.progress)
         ft, num_finetune = self._finetune(ctx)
         seed = scorer.config.train_seed if scorer.config.train_seed is not None else cfg.seed
@@ -95,7 +98,10 @@ class ConventionalScheme(Scheme):
         scores[slots] = scorer.score_pairs(pairs)
         predict_s = time.perf_counter() - t0
         n = len(pairs)
-        meta = {
+        facts: Dict[str, Any] = {k: record.get(k) for k in ("train_pairs", "valid_pairs", "train_users", "valid_users",
+                                                             "items", "history_width", "library", "library_version",
+                                                             "text_dim") if k in record}
+        meta: Dict[str, Any] = {
             "item_embeddings": scorer.spec.item_embeddings,
             "baseline": {
                 "architecture": scorer.architecture, "item_embeddings": scorer.spec.item_embeddings,
@@ -103,13 +109,11 @@ class ConventionalScheme(Scheme):
                 "config_hash": record.get("config_hash"), "seed": seed, "num_finetune": num_finetune,
                 "finetune_fingerprint": payload["finetune_fingerprint"], "settings": record.get("settings"),
                 "train_s": record.get("train_s"), "fit": record.get("fit"), "device": record.get("device"),
-                **{k: record.get(k) for k in ("train_pairs", "valid_pairs", "train_users", "valid_users", "items",
-                                              "library", "library_version", "text_dim") if k in record},
+                **facts,
                 "predict_s": round(predict_s, 4), "pairs_per_s": round(n / predict_s, 1) if predict_s > 0 else None,
             },
         }
-        counts = {"train_s": 0.0 if record.get("reused") else record.get("train_s"),
-                  "predict_s": round(predict_s, 4), "computed_embeddings": embedded["computed"]}
+        counts = {"computed_embeddings": int(embedded["computed"])}
         return SchemeOutput(scores=scores, requests=n, cached=0, computed=n, meta=meta, counts=counts)
 
     # -- data ----------------------------------------------------------------------------
@@ -119,7 +123,7 @@ class ConventionalScheme(Scheme):
         from ..scenarios import get_source, load_scenario
 
         cfg = ctx.config
-        n = ctx.scorer.config.num_finetune or get_source(ctx.scenario).default_num_finetune or DEFAULT_FINETUNE
+        n = cast("BaselineScorer", ctx.scorer).config.num_finetune or get_source(ctx.scenario).default_num_finetune or DEFAULT_FINETUNE
         progress = (lambda m: print(m, file=sys.stderr)) if cfg.progress else None
         opts = dict(cfg.scenario_options.get(ctx.scenario, {}))
         ft = load_scenario(ctx.scenario, cfg.raw_dir, seed=cfg.seed, num_test=cfg.num_test, num_finetune=n,
@@ -139,11 +143,10 @@ class ConventionalScheme(Scheme):
         from ..models import resolve_model
         from ..prompts import PromptBuilder
         from ..scorers import make_scorer
-        from . import get_scheme
 
         cfg = ctx.config
         spec = resolve_model(model, revision=cfg.revision)
-        scheme = get_scheme(TEXT_SCHEME)
+        scheme = DiscriminativeScheme()  # whose item texts and vector-cache keys the text features reuse
         template = scheme.template(None)
         embedder = make_scorer(spec, cfg, ability=scheme.scorer_kind)
         try:

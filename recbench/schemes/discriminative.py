@@ -7,12 +7,13 @@ small batches (a kill loses seconds of work), and the scores are one row-wise do
 from __future__ import annotations
 
 import time
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple, cast
 
 import numpy as np
 
 from ..cache import request_key
 from ..progress import progress_bar
+from ..scorers.base import EmbeddingScorer
 from .base import Scheme, SchemeContext, SchemeOutput
 
 COMMIT_EVERY_S = 2.0  # commit embeddings at least this often
@@ -33,25 +34,27 @@ class DiscriminativeScheme(Scheme):
     sft_trainer = "recbench.sft.train:DiscriminativeTrainer"
     sft_settings = ("temperature", "margin")
 
-    def _texts(self, ctx: SchemeContext) -> Tuple[List[str], List[str]]:
-        """User text and item text per slot."""
+    def _texts(self, ctx: SchemeContext) -> Tuple[List[str], List[str], List[int]]:
+        """User text and item text per pair, in the groups' order, and the pairs' slots."""
         texts = ctx.texts
         user_of: Dict[Tuple[str, ...], str] = {}
         item_of: Dict[str, str] = {}
-        users: List[str] = [""] * ctx.num_scores
-        items: List[str] = [""] * ctx.num_scores
+        users: List[str] = []
+        items: List[str] = []
+        slots: List[int] = []
         for g in ctx.groups:
             if g.history not in user_of:
                 user_of[g.history] = ctx.builder.user_text([texts[h] for h in g.history if h in texts])
             for slot, c in zip(g.slots, g.candidates):
                 if c not in item_of:
                     item_of[c] = ctx.builder.item_text(texts[c])
-                users[slot] = user_of[g.history]
-                items[slot] = item_of[c]
-        return users, items
+                users.append(user_of[g.history])
+                items.append(item_of[c])
+                slots.append(slot)
+        return users, items, slots
 
     def dry_run_requests(self, ctx: SchemeContext):
-        users, items = self._texts(ctx)
+        users, items, _ = self._texts(ctx)
         distinct = list(dict.fromkeys(users)) + list(dict.fromkeys(items))
         return distinct, []
 
@@ -63,10 +66,11 @@ class DiscriminativeScheme(Scheme):
         bar = progress_bar(len(todo), f"{ctx.desc} {role}s", ctx.config.progress)
         pending: Dict[str, np.ndarray] = {}
         last = time.monotonic()
-        step = max(1, min(MAX_BATCH, ctx.scorer.embed_batch_size))
+        scorer = cast(EmbeddingScorer, ctx.scorer)
+        step = max(1, min(MAX_BATCH, scorer.embed_batch_size))
         for start in range(0, len(todo), step):
             idx = todo[start : start + step]
-            vecs = ctx.scorer.embed([distinct[k] for k in idx], role)
+            vecs = scorer.embed([distinct[k] for k in idx], role)
             fresh = {keys[k]: v for k, v in zip(idx, vecs)}
             pending.update(fresh)
             found.update(fresh)
@@ -79,7 +83,7 @@ class DiscriminativeScheme(Scheme):
         return out, len(todo)
 
     def score(self, ctx: SchemeContext) -> SchemeOutput:
-        users, items = self._texts(ctx)
+        users, items, slot_of = self._texts(ctx)
         matrices = {}
         computed = 0
         distinct_of = {}
@@ -94,9 +98,16 @@ class DiscriminativeScheme(Scheme):
         v = matrices["item"][[pos_i[t] for t in items]].astype(np.float64)
         if ctx.config.similarity == "cosine":
             u, v = normalise(u), normalise(v)
-        scores = np.einsum("ij,ij->i", u, v)
+        scores = np.full(ctx.num_scores, np.nan)
+        scores[slot_of] = np.einsum("ij,ij->i", u, v)
         n_distinct = len(distinct_of["user"]) + len(distinct_of["item"])
-        shown = {"user_text": users, "item_text": items} if ctx.config.log_samples else {}
+        shown: Dict[str, List[Any]] = {}
+        if ctx.config.log_samples:
+            user_col: List[Optional[str]] = [None] * ctx.num_scores
+            item_col: List[Optional[str]] = [None] * ctx.num_scores
+            for s, a, b in zip(slot_of, users, items):
+                user_col[s], item_col[s] = a, b
+            shown = {"user_text": user_col, "item_text": item_col}
         return SchemeOutput(
             scores=scores, requests=n_distinct, cached=n_distinct - computed, computed=computed,
             meta={"similarity": ctx.config.similarity},

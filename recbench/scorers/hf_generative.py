@@ -25,11 +25,14 @@ from .base import GenerativeScorer, OnResult
 from .hf_common import (
     LoadOptions,
     context_limit,
+    count_plain,
+    encode_plain,
     is_oom,
     load_pretrained,
     load_tokenizer,
     model_revision,
     parse_batch_size,
+    special_pattern,
     torch_module,
 )
 
@@ -142,6 +145,7 @@ class HFGenerativeScorer(GenerativeScorer):
         self.labels = derive_label_tokens(self.tokenizer, self._answer_probe(), masked=self.masked)
         self._mass_sum = 0.0
         self._mass_n = 0
+        self._tokens = {"in_prompts": 0, "processed": 0}
         self._prefix_cache: "OrderedDict[Tuple[int, ...], object]" = OrderedDict()
 
     @classmethod
@@ -167,12 +171,20 @@ class HFGenerativeScorer(GenerativeScorer):
         return self.labels.as_dict()
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+        return count_plain(self.tokenizer, text)  # item text counts as the plain text it is sent as
 
     @property
     def context_budget(self) -> int:
         # room for the chat wrapper, the [MASK] and special tokens
         return self._limit - (self._chat_overhead() if self.chat else 0) - 4
+
+    def begin_scenario(self) -> None:
+        self._tokens = {"in_prompts": 0, "processed": 0}
+
+    def efficiency_counters(self) -> Dict:
+        return {"device": str(self.device), "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
+                "parameters": int(sum(p.numel() for p in self.model.parameters())),
+                "tokens_in_prompts": self._tokens["in_prompts"], "tokens_processed": self._tokens["processed"]}
 
     def diagnostics(self) -> Dict:
         return {"batch_size": self.batch_size, "prefix_reuse": self.prefix_reuse, "device": str(self.device)}
@@ -190,37 +202,65 @@ class HFGenerativeScorer(GenerativeScorer):
         return probe.text
 
     def render(self, request: PromptRequest) -> PromptRequest:
+        return self._rendered(request)[0]
+
+    def _rendered(self, request: PromptRequest) -> Tuple[PromptRequest, List[Tuple[int, int]]]:
+        """The request as the model sees it, and the spans of the prompt's own text in it
+        (the data: everything but the chat wrapper or the appended mask)."""
+        content = request.prefix + request.suffix
         if self.masked:
             mask = self.tokenizer.mask_token
             if mask is None:
                 raise ModelError(f"model '{self.spec.name}' is a masked LM without a mask token")
-            return PromptRequest(request.prefix, request.suffix + " " + mask)
+            return PromptRequest(request.prefix, request.suffix + " " + mask), [(0, len(content))]
         if not self.chat:
-            return request
-        full = self._chat_wrap(request.prefix + request.suffix)
+            return request, [(0, len(content))]
+        full = self._chat_wrap(content)
         cut = full.find(request.prefix)
+        if cut >= 0 and full.startswith(content, cut):
+            spans = [(cut, cut + len(content))]
+        else:  # a chat template that edits the text: find what it kept verbatim
+            after = cut + len(request.prefix) if cut >= 0 else 0
+            tail = full.find(request.suffix, after)
+            spans = [(cut, after)] if cut >= 0 else []
+            spans += [(tail, tail + len(request.suffix))] if tail >= 0 else []
+            if cut < 0 or tail < 0:
+                pat = special_pattern(self.tokenizer)
+                if pat is not None and pat.search(content):
+                    raise ModelError(
+                        f"the chat template of model '{self.spec.name}' rewrites the prompt, so item text holding "
+                        "special-token strings cannot be kept plain text; run with --no-chat-template")
         if cut < 0:
-            return PromptRequest("", full)
-        return PromptRequest(full[: cut + len(request.prefix)], full[cut + len(request.prefix):])
+            return PromptRequest("", full), spans
+        return PromptRequest(full[: cut + len(request.prefix)], full[cut + len(request.prefix):]), spans
 
     # -- scoring -------------------------------------------------------------------------
-    def _encode(self, text: str) -> List[int]:
-        # chat templates carry their own special tokens
-        return self.tokenizer(text, add_special_tokens=not self.chat)["input_ids"]
+    def _encode(self, text: str, data: Sequence[Tuple[int, int]] = ()) -> List[int]:
+        """Token ids of rendered text whose spans `data` are the prompt's own text (item
+        titles: plain text); chat templates carry their own special tokens."""
+        return encode_plain(self.tokenizer, text, data, add_special_tokens=not self.chat)
+
+    def encode(self, request: PromptRequest) -> List[int]:
+        """The token ids the model is given for a request (the SFT data uses this too, so
+        training inputs are token-for-token the evaluation's)."""
+        rendered, data = self._rendered(request)
+        return self._encode(rendered.text, data)
 
     def set_answer_cue(self, probe: PromptRequest) -> None:
         self.labels = derive_label_tokens(self.tokenizer, self.render(probe).text, masked=self.masked)
 
     def score_detailed(self, requests: Sequence[PromptRequest],
                        on_result: Optional[OnResult] = None) -> Tuple[List[float], List[Dict]]:
-        rendered = [self.render(r) for r in requests]
-        full_ids = [self._encode(r.text) for r in rendered]
+        pairs = [self._rendered(r) for r in requests]
+        rendered = [r for r, _ in pairs]
+        full_ids = [self._encode(r.text, data) for r, data in pairs]
         too_long = [i for i, ids in enumerate(full_ids) if len(ids) > self._limit]
         if too_long:
             raise ModelError(
                 f"a prompt of {len(full_ids[too_long[0]])} tokens exceeds the model's context of {self._limit}; "
                 "this is a truncation bug, please report it"
             )
+        self._tokens["in_prompts"] += sum(len(ids) for ids in full_ids)
         out: List[Optional[Tuple[float, float]]] = [None] * len(requests)
         plain: List[int] = []
         if self.prefix_reuse:
@@ -231,17 +271,21 @@ class HFGenerativeScorer(GenerativeScorer):
                 if len(idx) < 2 or not prefix:
                     plain.extend(idx)
                     continue
-                prefix_ids = self._encode(prefix)
+                # the prefix's data spans are the same for every member (same wrapper head)
+                spans = [(a, min(b, len(prefix))) for a, b in pairs[idx[0]][1] if a < len(prefix)]
+                prefix_ids = self._encode(prefix, spans)
                 ok = [i for i in idx if full_ids[i][: len(prefix_ids)] == prefix_ids and len(full_ids[i]) > len(prefix_ids)]
                 plain.extend(i for i in idx if i not in set(ok))
                 if ok:
                     suffixes = [full_ids[i][len(prefix_ids):] for i in ok]
+                    self._tokens["processed"] += len(prefix_ids) + sum(len(x) for x in suffixes)
                     for i, res in zip(ok, self._run(self._score_suffixes, prefix_ids, suffixes)):
                         out[i] = res
         else:
             plain = list(range(len(requests)))
         if plain:
             order = sorted(plain, key=lambda i: len(full_ids[i]))  # length-sorted batches
+            self._tokens["processed"] += sum(len(full_ids[i]) for i in order)
             for i, res in zip(order, self._run(self._score_full, None, [full_ids[i] for i in order])):
                 out[i] = res
         scores, extras = [], []

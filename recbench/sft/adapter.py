@@ -228,11 +228,16 @@ def weights_sha256(path: Path) -> str:
 
 def adapter_hash(path) -> str:
     """'<config hash>.<weights hash>' (8 + 8 hex): the config part matches the folder name,
-    the weights part tells a retrained (--overwrite) adapter apart. Cheap: no model needed."""
+    the weights part (sha256 of the whole weights file) tells a retrained (--overwrite)
+    adapter apart. Adapters made elsewhere have no recbench config hash: their 8 hex cover
+    adapter_config.json too (its lora_alpha scales the weights). Cheap: no model needed."""
     folder = read_adapter_folder(path)
-    weights = weights_sha256(folder.weights)[:8]
+    weights = weights_sha256(folder.weights)
     cfg_hash = (folder.meta or {}).get("config_hash")
-    return f"{cfg_hash}.{weights}" if cfg_hash else weights
+    if cfg_hash:
+        return f"{cfg_hash}.{weights[:8]}"
+    config = hashlib.sha256((folder.path / ADAPTER_CONFIG).read_bytes()).hexdigest()
+    return hashlib.sha256(f"{config}:{weights}".encode()).hexdigest()[:8]
 
 
 # -- applying ------------------------------------------------------------------------------

@@ -7,12 +7,11 @@ the trained weights (`hashed()`), so rerunning the same config finds the finishe
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from ..errors import ConfigError, suggest
+from ..hashing import json_sha256
 from ..schemes import get_scheme, scheme_names
 from ..settings import DEFAULT_SEED
 
@@ -226,8 +225,7 @@ class SFTConfig:
 
 def config_hash(payload: Dict[str, Any], length: int = 8) -> str:
     """Short sha256 of a JSON-able dict (keys sorted)."""
-    text = json.dumps(payload, sort_keys=True, default=str, ensure_ascii=True)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+    return json_sha256(payload, length)
 
 
 def cli_fields():

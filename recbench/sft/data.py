@@ -189,7 +189,7 @@ def build_data(cfg: SFTConfig, scenarios: Dict[str, Scenario], template: Templat
         builder = builder_for(sc)
         if generative:
             reqs = generative_requests(sc, df, builder)
-            ids = [scorer._encode(scorer.render(q).text) for q in reqs]
+            ids = [scorer.encode(q) for q in reqs]
             train_ids.extend(ids)
             lengths = [len(x) for x in ids]
         else:

@@ -56,6 +56,13 @@ class Task(ABC):
         """Where this task's results files go under <output>/<model>/<scheme>/."""
         return scheme_dir / self.name
 
+    def may_cut_groups(self, cfg: "RunConfig") -> bool:
+        """Whether a scheme that shows only k candidates per prompt (listwise) may show a
+        group's first k: true when the first ones are what must be shown and the rest are
+        exchangeable (target first, then random negatives); false when the order follows the
+        labels or means nothing (a whole catalogue in item order)."""
+        return True
+
     def item_ids(self, samples: pd.DataFrame) -> List[str]:
         """Every item a prompt may show (for the missing-text check)."""
         ids: Dict[str, None] = {}

@@ -157,6 +157,9 @@ class OpenAITransport:
         log.info("%s", line)
         self.notices.say(f"warning: {line}")
 
+    def efficiency_counters(self) -> Dict:
+        return {"device": "api", "api": self._usage_diag()["usage"]}
+
     def _usage_diag(self) -> Dict:
         with self._lock:
             now, reasons = Counter(self._usage), Counter(self._reasons)
