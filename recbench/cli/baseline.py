@@ -73,7 +73,8 @@ def run(args) -> int:
         b = r.meta["baseline"]
         fit = b.get("fit") or {}
         valid = fit.get("valid_gauc")
-        how = "reused" if b.get("reused") else f"trained in {b.get('train_s')}s"
+        verb = "trained" if fit.get("epochs") else "fitted"  # the counting models have no epochs
+        how = "reused" if b.get("reused") else f"{verb} in {b.get('train_s')}s"
         print(f"{r.scenario}: model {how} ({b['train_pairs']} train pairs"
               + (f", {fit.get('epochs')} epochs, best {fit.get('best_epoch')}" if fit.get("epochs") else "")
               + (f", valid gauc {valid:.4f}" if isinstance(valid, float) else "") + f"): {b['trained_model']}")
