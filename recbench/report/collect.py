@@ -113,6 +113,7 @@ def _parse_result(obj: Any, path: Path, root: Path) -> Dict[str, Any]:
         "model_id": meta.get("model_id"),
         "model_revision": meta.get("model_revision"),
         "backend": meta.get("backend"),
+        "item_embeddings": meta.get("item_embeddings"),  # baselines: the LLM-for-RS text features
         "created": _str_or_none(meta.get("created", obj.get("created"))),
         **_efficiency(meta),
         "path": str(path),
@@ -186,8 +187,8 @@ def _short_exc(exc: BaseException) -> str:
 _ID_COLUMNS = ["model", "adapter", "label", "pipeline", "task", "scheme", "scenario"]
 EFFICIENCY_COLUMNS = ("pairs_per_s", "ms_per_pair")
 _META_COLUMNS = ["seed", "template_id", "template_sha256", "data_fingerprint", "protocol_version",
-                 "recbench_version", "model_id", "model_revision", "backend", "created", *EFFICIENCY_COLUMNS,
-                 "file", "path"]
+                 "recbench_version", "model_id", "model_revision", "backend", "item_embeddings", "created",
+                 *EFFICIENCY_COLUMNS, "file", "path"]
 
 
 def _records_frame(records: List[Dict[str, Any]]) -> pd.DataFrame:

@@ -134,6 +134,14 @@ def _row_dir(row: Row) -> Optional[str]:
     return os.path.commonpath(sorted(dirs)) if len(dirs) > 1 else dirs.pop()
 
 
+def _versus_markdown(report: Report, metric: str) -> List[str]:
+    """The "LLMs vs conventional" section (report/versus.py), when baselines were run."""
+    from .versus import build_versus, render_versus_markdown
+
+    versus = build_versus(report, metric)
+    return [render_versus_markdown(versus)] if versus else []
+
+
 def _metric_title(metric: str) -> str:
     return metric.upper() if metric in ("auc", "gauc", "mrr") else metric
 
@@ -198,6 +206,7 @@ def render_markdown(report: Report, metric: Optional[str] = None, output_dir: Op
             lines.append(f"- ⚑ {_md_escape(note)}")
         if t.notes:
             lines.append("")
+    lines += _versus_markdown(report, metric)
     foot = []
     foot.append("Bold: best in its column (the random row excluded). Overall: mean over the ten "
                 "scenarios; other scenarios (e.g. demo) are shown but not counted.")
@@ -461,6 +470,9 @@ def _write(report: Report, out: Path, formats: List[str]) -> List[Path]:
     if "tex" in formats:
         for t in report.headline:
             written.append(_atomic_write(out / f"{t.key}.{m}.tex", render_latex(t, report)))
+    from .versus import write_versus
+
+    written += write_versus(report, out, formats)
     if "html" in formats:
         from .html import render_html
 
