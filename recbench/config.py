@@ -146,6 +146,9 @@ class RunConfig:
     progress: bool = setting(True, "no progress bars", negate="--quiet", group="output")
     scenario_options: Dict[str, Dict[str, Any]] = setting(default_factory=dict, cli=False,
                                                           help="per-scenario loader options (custom files, columns)")
+    baseline: Dict[str, Any] = setting(default_factory=dict, cli=False,
+                                       help="training settings of conventional models (recbench.baselines."
+                                       "BaselineConfig fields; `recbench baseline` flags)")
 
     def __post_init__(self) -> None:
         try:

@@ -223,7 +223,7 @@ class RecBench:
         scorer.begin_scenario()
         ctx = SchemeContext(scenario=sc.name, groups=task.groups(samples), num_scores=task.num_scores(samples),
                             texts=texts, scorer=scorer, cache=cache, namespace=ns, builder=builder, config=cfg,
-                            desc=f"{sc.name} [{self.spec.name}]",
+                            desc=f"{sc.name} [{self.spec.name}]", fingerprint=sc.fingerprint,
                             catalogue=task.catalogue(samples) if scheme.ranks_catalogue else None)
         if cfg.dry_run:
             return ScenarioRun(sc.name, {}, {"dry_run": self._dry_run(ctx), "timings": {}})
@@ -294,7 +294,8 @@ class RecBench:
     def _write(self, run: ScenarioRun) -> None:
         record = RunResult(
             scenario=run.scenario, model=self.model, scheme=self.scheme.name, task=self.task.name,
-            pipeline="sft" if self.config.adapter else "zero-shot", metrics=run.metrics, meta=run.meta,
+            pipeline=self.scheme.pipeline or ("sft" if self.config.adapter else "zero-shot"), metrics=run.metrics,
+            meta=run.meta,
             recbench_version=__version__, protocol_version=self.task.protocol_version,
         )
         path = self.results_path(run.scenario)

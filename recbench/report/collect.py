@@ -114,11 +114,20 @@ def _parse_result(obj: Any, path: Path, root: Path) -> Dict[str, Any]:
         "model_id": meta.get("model_id"),
         "model_revision": meta.get("model_revision"),
         "backend": meta.get("backend"),
+        "item_embeddings": meta.get("item_embeddings"),  # baselines: the LLM-for-RS text features
         "created": _str_or_none(meta.get("created", obj.get("created"))),
+        **_efficiency(meta),
         "path": str(path),
         "file": path.relative_to(root).as_posix(),
     })
     return rec
+
+
+def _efficiency(meta: Mapping[str, Any]) -> Dict[str, Any]:
+    """Throughput from meta.efficiency (None for files before it, or runs served from the cache)."""
+    eff = meta.get("efficiency")
+    eff = eff if isinstance(eff, Mapping) else {}
+    return {k: (float(eff[k]) if _is_number(eff.get(k)) else None) for k in EFFICIENCY_COLUMNS}
 
 
 def _str_or_none(value: Any) -> Optional[str]:
@@ -177,8 +186,10 @@ def _short_exc(exc: BaseException) -> str:
 
 
 _ID_COLUMNS = ["model", "adapter", "label", "pipeline", "task", "scheme", "scenario"]
+EFFICIENCY_COLUMNS = ("pairs_per_s", "ms_per_pair")
 _META_COLUMNS = ["seed", "template_id", "template_sha256", "data_fingerprint", "protocol_version",
-                 "recbench_version", "model_id", "model_revision", "backend", "created", "file", "path"]
+                 "recbench_version", "model_id", "model_revision", "backend", "item_embeddings", "created",
+                 *EFFICIENCY_COLUMNS, "file", "path"]
 
 
 def _records_frame(records: List[Dict[str, Any]]) -> pd.DataFrame:

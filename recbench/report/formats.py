@@ -17,6 +17,7 @@ import pandas as pd
 from ..results import atomic_write_bytes, current_umask
 from ..errors import ConfigError, MissingDependencyError, suggest
 from .collect import PathLike, ResultsWarning, _records_frame
+from .efficiency import efficiency_frame, model_means, quality_vs_throughput_figure, render_efficiency_markdown
 from .figures import _heatmap, _overall_bars, position_bias_entries, position_bias_figure
 from .tables import (
     BENCHMARK_SCENARIOS,
@@ -135,6 +136,14 @@ def _row_dir(row: Row) -> Optional[str]:
     return os.path.commonpath(sorted(dirs)) if len(dirs) > 1 else dirs.pop()
 
 
+def _versus_markdown(report: Report, metric: str) -> List[str]:
+    """The "LLMs vs conventional" section (report/versus.py), when baselines were run."""
+    from .versus import build_versus, render_versus_markdown
+
+    versus = build_versus(report, metric)
+    return [render_versus_markdown(versus)] if versus else []
+
+
 def _metric_title(metric: str) -> str:
     return metric.upper() if metric in ("auc", "gauc", "mrr") else metric
 
@@ -200,6 +209,7 @@ def render_markdown(report: Report, metric: Optional[str] = None, output_dir: Op
             lines.append(f"- ⚑ {_md_escape(note)}")
         if t.notes:
             lines.append("")
+    lines += _versus_markdown(report, metric)
     foot = []
     foot.append("Bold: best in its column (the random row excluded). Overall: mean over the ten "
                 "scenarios; other scenarios (e.g. demo) are shown but not counted.")
@@ -458,6 +468,16 @@ def _write(report: Report, out: Path, formats: List[str]) -> List[Path]:
                 written.append(_atomic_savefig(fig, path, f))
                 figures.setdefault(t.key, {})[f"{kind}_{f}"] = path.name
     pre = _prefix(report)
+    eff = efficiency_frame(report.records, report.metric)
+    if not eff.empty:  # the paper's latency table: quality beside pairs/s and ms per pair
+        if "md" in formats:
+            written.append(_atomic_write(out / f"{pre}efficiency.{m}.md", render_efficiency_markdown(eff, report.metric)))
+        if "csv" in formats:
+            written.append(_atomic_write(out / f"{pre}efficiency.{m}.csv", _csv_safe(eff).to_csv(index=False)))
+        if fig_formats:
+            fig = quality_vs_throughput_figure(model_means(eff, report.metric), report.metric)
+            for f in fig_formats:
+                written.append(_atomic_savefig(fig, out / f"{pre}quality_vs_throughput.{m}.{f}", f))
     bias = position_bias_entries(report.records) if fig_formats else []
     if bias:  # generated rankings: the target's rank by the position it was shown at
         fig = position_bias_figure(bias)
@@ -474,6 +494,9 @@ def _write(report: Report, out: Path, formats: List[str]) -> List[Path]:
     if "tex" in formats:
         for t in report.headline:
             written.append(_atomic_write(out / f"{t.key}.{m}.tex", render_latex(t, report)))
+    from .versus import write_versus
+
+    written += write_versus(report, out, formats)
     if "html" in formats:
         from .html import render_html
 

@@ -34,6 +34,7 @@ TABLE_TITLES = {
     "zero-shot-discriminative": "Zero-shot, discriminative",
     "sft-generative": "Fine-tuned (SFT), generative",
     "sft-discriminative": "Fine-tuned (SFT), discriminative",
+    "baseline-conventional": "Conventional recommenders (baselines, not LLMs)",
 }
 
 CITATION = (

@@ -17,6 +17,7 @@ SCHEMES: Dict[str, str] = {
     "generative": "recbench.schemes.generative:GenerativeScheme",
     "discriminative": "recbench.schemes.discriminative:DiscriminativeScheme",
     "listwise": "recbench.schemes.listwise:ListwiseScheme",
+    "conventional": "recbench.schemes.conventional:ConventionalScheme",
 }
 
 

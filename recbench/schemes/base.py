@@ -43,6 +43,7 @@ class SchemeContext:
     config: "RunConfig"
     desc: str  # progress-bar label
     catalogue: Optional["Catalogue"] = None  # full-catalogue ranking, for schemes with ranks_catalogue
+    fingerprint: str = ""  # the scenario's data fingerprint (schemes that rebuild the scenario check it)
 
 
 @dataclass
@@ -70,6 +71,7 @@ class Scheme(ABC):
     sft_losses: ClassVar[Tuple[str, ...]] = ()  # objectives `recbench sft` offers for it
     sft_trainer: ClassVar[Optional[str]] = None  # "module:Class" of its trainer
     sft_settings: ClassVar[Tuple[str, ...]] = ()  # SFTConfig fields its objective reads (enter the hash)
+    pipeline: ClassVar[Optional[str]] = None  # the results' pipeline when not zero-shot/sft (e.g. baseline)
 
     def template(self, name_or_path: Optional[str]) -> Template:
         return Template.load(self.name, name_or_path, layout=self.template_layout)

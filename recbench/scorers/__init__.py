@@ -28,6 +28,7 @@ BACKENDS: Dict[Tuple[str, str], str] = {
     ("hf", "generation"): "recbench.scorers.hf_generate:HFTextGenerator",
     ("openai", "generation"): "recbench.scorers.api.generation:OpenAITextGenerator",
     ("dummy", "generation"): "recbench.scorers.dummy:DummyTextGenerator",
+    ("baseline", "recommender"): "recbench.scorers.baseline:BaselineScorer",
 }
 
 
