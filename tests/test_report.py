@@ -503,7 +503,7 @@ def test_cli_register_defaults():
     parser = argparse.ArgumentParser()
     cmd.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["report"])
-    assert (args.results, args.output, args.metric) == ("results", "leaderboard", "gauc")
+    assert (args.results, args.output, args.metric) == ("results", "leaderboard", None)  # None: each task's headline
     assert args.formats == "md,csv,tex,html,png,svg" and args.no_reference is False
     assert args.func is cmd.run
 

@@ -68,6 +68,7 @@ from .tables import (
     Row,
     Table,
     build_report,
+    build_reports,
     leaderboard,
     leaderboard_tables,
     load_reference,
@@ -89,5 +90,5 @@ __all__ = [
     "PUBLISHED_SUFFIX", "RANDOM_EXPECTED", "RANDOM_LABEL", "REFERENCE_DIR", "REFERENCE_FILES",
     "REFERENCE_METRIC", "SCENARIO_TITLES", "TABLE_TITLES", "CITATION_URL",
     "Cell", "PathLike", "Report", "Row", "Skipped", "Table",
-    "build_report", "render_latex", "row_label",
+    "build_report", "build_reports", "render_latex", "row_label",
 ]
