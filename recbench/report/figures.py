@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional, Tuple
 
-from .tables import LOWER_IS_BETTER, RANDOM_EXPECTED, SCENARIO_TITLES, Row, Table, _finite
+from .tables import BENCHMARK_SCENARIOS, LOWER_IS_BETTER, RANDOM_EXPECTED, SCENARIO_TITLES, Row, Table, _finite
+
+
+def _bar(row: Row) -> Optional[Tuple[float, str]]:
+    """(value, label) of a row's Overall bar; None when there is nothing to draw.
+
+    A run outside the ten benchmark scenarios (the demo) has no Overall; it is still drawn,
+    as the mean of the scenarios it has, hatched as incomplete and named by them, so that a
+    new user's first run is always on the chart."""
+    label = row.label + ("" if row.complete else " †") + (" ⚑" if row.flags else "")
+    if _finite(row.overall):
+        return row.overall, label
+    if row.source != "run":
+        return None
+    own = [s for s in row.cells if s not in BENCHMARK_SCENARIOS and _finite(row.cells[s].value)]
+    if not own:
+        return None
+    value = sum(row.cells[s].value for s in own) / len(own)
+    return value, f"{row.label} ({', '.join(SCENARIO_TITLES.get(s, s) for s in own)}) †" + (" ⚑" if row.flags else "")
+
 
 def _figure_rows(table: Table) -> List[Row]:
     return [r for r in table.rows if r.source != "random"]
@@ -66,12 +85,14 @@ def _overall_bars(table: Table):
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    rows = [r for r in _figure_rows(table) if _finite(r.overall)]
-    fig = Figure(figsize=(7.5, 1.2 + 0.32 * max(1, len(rows))), dpi=110)
+    drawn = [(r, _bar(r)) for r in _figure_rows(table)]
+    drawn = [(r, bar) for r, bar in drawn if bar is not None]
+    fig = Figure(figsize=(7.5, 1.2 + 0.32 * max(1, len(drawn))), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    rows = list(reversed(rows))  # best at the top
-    values = [r.overall for r in rows]
+    drawn = list(reversed(drawn))  # the table's order from the top: your runs, then by Overall
+    rows = [r for r, _ in drawn]
+    values = [bar[0] for _, bar in drawn]
     colors = ["#9aa0a6" if r.source == "published" else "#1a73e8" for r in rows]
     bars = ax.barh(range(len(rows)), values, color=colors, edgecolor="#333333", linewidth=0.4)
     for bar, r in zip(bars, rows):
@@ -79,8 +100,7 @@ def _overall_bars(table: Table):
             bar.set_hatch("///")
             bar.set_alpha(0.7)
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([r.label + ("" if r.complete else " †") + (" ⚑" if r.flags else "")
-                        for r in rows], fontsize=8)
+    ax.set_yticklabels([bar[1] for _, bar in drawn], fontsize=8)
     for i, v in enumerate(values):
         ax.text(v, i, f" {v:.4f}", va="center", fontsize=7)
     handles = [Patch(color="#1a73e8", label="your runs"), Patch(color="#9aa0a6", label="published")]

@@ -301,12 +301,14 @@ def _build_table(key: str, pipeline: str, scheme: str, recs: List[Dict[str, Any]
                         cells={s: Cell(value=v) for s in columns}, overall=v, complete=True,
                         n_scenarios=len(BENCHMARK_SCENARIOS)))
     lower = metric in LOWER_IS_BETTER
-    # Complete rows first, ranked by Overall; incomplete rows after them (most scenarios
-    # first): a mean over a few scenarios must not outrank a mean over all ten.
-    rows.sort(key=lambda r: (not r.complete, -r.n_scenarios if not r.complete else 0,
+    # The user's own runs first (they are what the user came to see), then the published and
+    # random rows. Within each group: complete rows ranked by Overall, incomplete rows after
+    # them (most scenarios first), so that a mean over a few scenarios never outranks a mean
+    # over all ten.
+    rows.sort(key=lambda r: (r.source != "run", not r.complete, -r.n_scenarios if not r.complete else 0,
                              math.isnan(r.overall),
                              (r.overall if lower else -r.overall) if not math.isnan(r.overall) else 0.0,
-                             r.source != "run", r.label))
+                             r.label))
     # Best per column (the random row never counts as best; for Overall only complete rows).
     for col in columns + ["overall"]:
         vals = []
@@ -478,7 +480,8 @@ def leaderboard_tables(results_dir: PathLike, metric: Optional[str] = None, incl
     scenarios in the paper's order (then any other scenario, e.g. demo, not counted in
     Overall), overall, complete, n_scenarios, n (test samples summed over the row's files),
     flags (metadata disagreements, "" if none) and files (the row's results files relative to
-    ``results_dir``, ";"-separated). Rows are sorted by Overall, best first.
+    ``results_dir``, ";"-separated). Your runs come first, then the published and random rows;
+    each group sorted by Overall, best first (complete rows before incomplete ones).
     """
     report = build_report(results_dir, metric, include_reference, include_random, all_metrics=False, task=task)
     return {t.key: _table_frame(t) for t in report.headline}

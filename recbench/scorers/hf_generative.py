@@ -91,6 +91,13 @@ def derive_label_tokens(tokenizer, prompt: str, masked: bool = False) -> LabelTo
     )
 
 
+def _output_cache(out):
+    """The KV cache a forward pass returned: `cache` in transformers 5.x (reading the old
+    `past_key_values` name there warns), `past_key_values` before."""
+    past = getattr(out, "cache", None)
+    return past if past is not None else out.past_key_values
+
+
 class HFGenerativeScorer(GenerativeScorer):
     backend = "hf"
 
@@ -138,6 +145,8 @@ class HFGenerativeScorer(GenerativeScorer):
         params = inspect.signature(self.model.forward).parameters
         self._takes_keep = "logits_to_keep" in params
         self._takes_pos = "position_ids" in params
+        # transformers 5.x names the KV cache argument `cache` (`past_key_values` warns, then goes)
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
         pad = self.tokenizer.pad_token_id
         if pad is None:
             pad = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
@@ -365,7 +374,8 @@ class HFGenerativeScorer(GenerativeScorer):
         ids = torch.tensor([prefix_ids], device=self.device)
         kwargs = {"logits_to_keep": 1} if self._takes_keep else {}  # the prefix's logits are never read
         with torch.inference_mode():
-            past = self.model(input_ids=ids, use_cache=True, **kwargs).past_key_values
+            out = self.model(input_ids=ids, use_cache=True, **kwargs)
+        past = _output_cache(out)
         self._prefix_cache[key] = past
         while len(self._prefix_cache) > 2:
             self._prefix_cache.popitem(last=False)
@@ -403,7 +413,7 @@ class HFGenerativeScorer(GenerativeScorer):
         mask = torch.cat([torch.ones((len(batch), plen), dtype=torch.long), smask], dim=1)
         pos = plen + (smask.cumsum(dim=1) - 1).clamp(min=0)
         kwargs = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device),
-                  "past_key_values": past, "use_cache": True}
+                  self._cache_arg: past, "use_cache": True}
         if self._takes_pos:
             kwargs["position_ids"] = pos.to(self.device)
         if self._takes_keep:

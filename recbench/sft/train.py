@@ -497,7 +497,7 @@ class _Trainer:
     # -- files -------------------------------------------------------------------------------------
     def _adapter_state(self):
         peft = require("peft", "sft", "fine-tuning")
-        state = peft.get_peft_model_state_dict(self.peft_model)
+        state = peft.get_peft_model_state_dict(self.peft_model, save_embedding_layers=False)  # no Hub lookup
         return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
 
     def save_best(self) -> None:
