@@ -71,6 +71,7 @@ class Scheme(ABC):
     sft_losses: ClassVar[Tuple[str, ...]] = ()  # objectives `recbench sft` offers for it
     sft_trainer: ClassVar[Optional[str]] = None  # "module:Class" of its trainer
     sft_settings: ClassVar[Tuple[str, ...]] = ()  # SFTConfig fields its objective reads (enter the hash)
+    sft_recipe_version: ClassVar[str] = "1"  # bump when its training recipe changes what a config produces
     pipeline: ClassVar[Optional[str]] = None  # the results' pipeline when not zero-shot/sft (e.g. baseline)
 
     def template(self, name_or_path: Optional[str]) -> Template:
