@@ -24,7 +24,7 @@ from typing import Callable, ClassVar, Dict, Iterator, List, Optional, Tuple
 from . import engine as E
 from .base import Event, RawSource, RemoteFile, SamplingPolicy
 from .io import BuildReport, check_json_format, decode_line, iter_lines, iter_raw_lines, parse_json_line
-from .reviews import ReviewFields, review_event, review_sql
+from .reviews import REVIEW_SKIPS, ReviewFields, review_event, review_sql
 
 AMAZON_2018 = "https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_v2/"
 _HTML_TAG = re.compile(r"<\s*/?\s*[A-Za-z!][^>]*>")
@@ -79,7 +79,7 @@ SELECT ln, 0 AS k, CASE WHEN key IS NULL OR text IS NULL THEN '?' END AS st, key
 FROM (
   SELECT ln, CASE WHEN {E.canon('a')} THEN a END AS key,
     CASE WHEN {E.canon_words('ti')} AND NOT regexp_matches(ti, '[&<]|getTime') THEN ti END AS text
-  FROM (SELECT ln, {E.json_str(f"s['{key}']")} AS a, {E.json_str("s['title']")} AS ti
+  FROM (SELECT ln, {E.json_text(f"s['{key}']")} AS a, {E.json_text("s['title']")} AS ti
         FROM (SELECT ln, {E.json_fields('t', keys)} AS s FROM lines))
 )"""
 
@@ -213,20 +213,23 @@ class AmazonSource(RawSource):
             return None  # Python-literal lines: the Python reader only (the 2014 meta files are, not reviews)
 
         def items() -> E.LineSpec:
-            literal = self._check(meta, self._meta_expected(key))
-            sql = E.ALL_TO_PYTHON \
-                if literal else meta_sql(key)
-            return E.LineSpec(E.ITEM_COLUMNS, sql, self._meta_line(meta.name, key, literal), required=E.ITEM_REQUIRED)
+            self._check(meta, self._meta_expected(key))
+            return E.LineSpec(E.ITEM_COLUMNS, meta_sql(key), self._meta_line(meta.name, key, False),
+                              required=E.ITEM_REQUIRED, json_lines=True)
 
         def events() -> E.LineSpec:
             path, fields, seconds, expected, scale = self._review_setup()
             literal = self._check(path, expected)
             assert not literal
             time_sql = lambda v: f"({E.json_number(v, integer=True)} * CAST({scale!r} AS DOUBLE))"  # noqa: E731
-            return E.LineSpec(E.EVENT_COLUMNS, review_sql(fields, time_sql, AMAZON_LABEL_SQL),
-                              E.event_rows(self._line_events(path.name, fields, seconds, literal)))
+            bad_time = lambda v: f"({v} IN ('null', '\"\"') OR {E.json_is(v, 'object', 'array')})"  # noqa: E731
+            return E.LineSpec(E.EVENT_COLUMNS, review_sql(fields, time_sql, AMAZON_LABEL_SQL, bad_time),
+                              E.event_rows(self._line_events(path.name, fields, seconds, literal)),
+                              drops=("rating of exactly 3",), skips=REVIEW_SKIPS, json_lines=True)
 
-        return E.ColumnarPlan(reviews, events, E.ItemPlan(meta, items, skips_after_valid=False))
+        # Python-literal meta lines (2014) are read by the Python reader (load_items)
+        plan_items = None if self._is_literal(meta) else E.ItemPlan(meta, items, skips_after_valid=False)
+        return E.ColumnarPlan(reviews, events, plan_items)
 
 
 class CdsSource(AmazonSource):

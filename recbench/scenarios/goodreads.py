@@ -82,34 +82,47 @@ _DATE = (r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Se
          r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9] [+-][0-9]{4} [0-9]{4}")
 
 
-def date_sql(expr: str) -> str:
+def date_sql(expr: str, quoted: bool = False) -> str:
     """SQL: what parse_date gives for a canonical date_added ("Thu Dec 17 11:10:42 -0800 2015");
-    a date DuckDB does not read (no such day, an odd offset) goes to Python."""
-    return (f"(CASE WHEN regexp_full_match({expr}, '{_DATE}') AND NOT ends_with({expr}, ' 0000') "
-            f"THEN epoch(try_strptime({expr}, '%a %b %d %H:%M:%S %z %Y')) END)")
+    a date DuckDB does not read (no such day, an odd offset) goes to Python. quoted: expr is
+    the JSON string itself, quotes included (no unquoting needed)."""
+    q = '"' if quoted else ""
+    return (f"(CASE WHEN regexp_full_match({expr}, '{q}{_DATE}{q}') AND NOT ends_with({expr}, ' 0000{q}') "
+            f"THEN epoch(try_strptime({expr}, '{q}%a %b %d %H:%M:%S %z %Y{q}')) END)")
 
 
 _WORK_KEYS = ("best_book_id", "original_title")
 WORKS_SQL = f"""
 SELECT ln, 0 AS k,
-  CASE WHEN key IS NULL THEN '?' WHEN ti = '' THEN 'blank title' WHEN text IS NULL THEN '?' END AS st,
+  CASE WHEN key IS NULL THEN '?' WHEN NOT starts_with(ti, '"') OR ti = '""' THEN 'blank title'
+       WHEN text IS NULL THEN '?' END AS st,
   key, text, NULL::VARCHAR AS skip, NULL::VARCHAR AS detail
 FROM (
-  SELECT ln, CASE WHEN {E.canon('b')} THEN b END AS key, ti, CASE WHEN {E.canon('ti')} THEN ti END AS text
-  FROM (SELECT ln, {E.json_str("s['best_book_id']")} AS b, {E.json_str("s['original_title']")} AS ti
+  SELECT ln, CASE WHEN {E.canon('b')} THEN b END AS key, ti, CASE WHEN {E.canon('tt')} THEN tt END AS text
+  FROM (SELECT ln, {E.json_text("s['best_book_id']")} AS b, s['original_title'] AS ti,
+          {E.json_text("s['original_title']")} AS tt
         FROM (SELECT ln, {E.json_fields('t', _WORK_KEYS)} AS s FROM lines))
 )"""
 _EVENT_KEYS = ("user_id", "book_id", "is_read", "date_added")
+# The Python reading (GoodreadsSource._line_events) in its order: user and book (null or ""),
+# then is_read, then date_added; what the SQL cannot tell exactly goes to Python ('?').
 EVENTS_SQL = f"""
-SELECT ln, 0 AS k, CASE WHEN u IS NULL OR b IS NULL OR lab IS NULL OR tm IS NULL THEN '?' END AS st,
+SELECT ln, 0 AS k,
+  CASE WHEN s IS NULL THEN '?'
+       WHEN s['user_id'] IN ('null', '""') OR s['book_id'] IN ('null', '""') THEN 'missing user_id or book_id'
+       WHEN lab IS NULL THEN CASE WHEN s['is_read'] IN ('null', '""') OR {E.json_is("s['is_read']", "object", "array")}
+                                  THEN 'bad is_read' ELSE '?' END
+       WHEN tm IS NULL THEN CASE WHEN s['date_added'] = '""' OR NOT {E.json_is("s['date_added']", "string")}
+                                 THEN 'bad date_added' ELSE '?' END
+       WHEN u IS NULL OR b IS NULL THEN '?' END AS st,
   u AS "user", b AS item, tm AS time, lab AS label
 FROM (
-  SELECT ln, CASE WHEN {E.canon('us')} THEN us END AS u, CASE WHEN {E.canon('bs')} THEN bs END AS b,
-    CASE r WHEN 'true' THEN 1 WHEN 'false' THEN 0 END AS lab, {date_sql('ds')} AS tm
-  FROM (SELECT ln, {E.json_str("s['user_id']")} AS us, {E.json_str("s['book_id']")} AS bs, s['is_read'] AS r,
-          {E.json_str("s['date_added']")} AS ds
+  SELECT ln, s, CASE WHEN {E.canon('us')} THEN us END AS u, CASE WHEN {E.canon('bs')} THEN bs END AS b,
+    CASE s['is_read'] WHEN 'true' THEN 1 WHEN 'false' THEN 0 END AS lab, {date_sql("s['date_added']", quoted=True)} AS tm
+  FROM (SELECT ln, s, {E.json_text("s['user_id']")} AS us, {E.json_text("s['book_id']")} AS bs
         FROM (SELECT ln, {E.json_fields('t', _EVENT_KEYS)} AS s FROM lines))
 )"""
+EVENT_SKIPS = ("missing user_id or book_id", "bad is_read", "bad date_added")
 
 
 def check_keys(path: Path, report: BuildReport, keys: Sequence[str], expected: str) -> None:
@@ -222,10 +235,12 @@ class GoodreadsSource(RawSource):
 
         def items() -> E.LineSpec:
             self._check_works()
-            return E.LineSpec(E.ITEM_COLUMNS, WORKS_SQL, self._work_line(works.name), required=E.ITEM_REQUIRED)
+            return E.LineSpec(E.ITEM_COLUMNS, WORKS_SQL, self._work_line(works.name), required=E.ITEM_REQUIRED,
+                              drops=("blank title",), json_lines=True)
 
         def events() -> E.LineSpec:
             self._check_interactions()
-            return E.LineSpec(E.EVENT_COLUMNS, EVENTS_SQL, E.event_rows(self._line_events(interactions.name)))
+            return E.LineSpec(E.EVENT_COLUMNS, EVENTS_SQL, E.event_rows(self._line_events(interactions.name)),
+                              skips=EVENT_SKIPS, json_lines=True)
 
         return E.ColumnarPlan(interactions, events, E.ItemPlan(works, items))

@@ -20,7 +20,8 @@ from urllib.parse import unquote
 from . import engine as E
 from .base import Event, RawSource, SamplingPolicy
 from .io import BuildReport, check_json_format, decode_line, iter_raw_lines
-from .reviews import RATING_LABEL_SQL, ReviewFields, iso_time_sql, parse_time, review_line, review_sql
+from .reviews import (RATING_LABEL_SQL, REVIEW_SKIPS, ReviewFields, iso_bad_time, iso_time_sql, parse_time,
+                      review_line, review_sql)
 
 FILE = "HotelRec.txt"
 # hotel_url is the first key of every line: read it without parsing the review text.
@@ -127,8 +128,9 @@ class HotelRecSource(RawSource):
                 required=("key",))
 
         def events() -> E.LineSpec:
-            return E.LineSpec(E.EVENT_COLUMNS, review_sql(FIELDS, iso_time_sql, RATING_LABEL_SQL),
-                              E.event_rows(review_line(path.name, self.report, FIELDS, parse_time)))
+            return E.LineSpec(E.EVENT_COLUMNS, review_sql(FIELDS, iso_time_sql, RATING_LABEL_SQL, iso_bad_time),
+                              E.event_rows(review_line(path.name, self.report, FIELDS, parse_time)),
+                              drops=("rating of exactly 3",), skips=REVIEW_SKIPS)
 
         items = E.ItemPlan(path, urls, finish=lambda firsts: self._hotels(path, firsts))
         return E.ColumnarPlan(path, events, items)

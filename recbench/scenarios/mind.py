@@ -202,6 +202,7 @@ class MindSource(RawSource):
         def events() -> E.LineSpec:
             layout = self._layout()
             return E.LineSpec(E.EVENT_COLUMNS + (("hist", "VARCHAR"),), behaviors_sql(layout),
-                              E.event_rows(self._line_events(layout), history=True))
+                              E.event_rows(self._line_events(layout), history=True),
+                              drops=("impression with empty history",))
 
         return E.ColumnarPlan(behaviors, events, history=True)

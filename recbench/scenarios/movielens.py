@@ -142,6 +142,6 @@ class MovieLensSource(RawSource):
         def events() -> E.LineSpec:
             layout = self._ratings_layout()
             return E.LineSpec(E.EVENT_COLUMNS, ratings_sql(layout), E.event_rows(self._line_events(layout)),
-                              start_line=layout.first_line)
+                              start_line=layout.first_line, drops=("rating of exactly 3",))
 
         return E.ColumnarPlan(ratings, events)

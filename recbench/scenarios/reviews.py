@@ -119,32 +119,50 @@ def review_line(
     return events
 
 
-def review_sql(fields: ReviewFields, time_sql: Callable[[str], str], label_sql: str) -> str:
-    """Columnar-engine SQL for the canonical review lines (see engine.LineSpec).
+def review_sql(fields: ReviewFields, time_sql: Callable[[str], str], label_sql: str,
+               bad_time: Callable[[str], str]) -> str:
+    """Columnar-engine SQL for review lines (see engine.LineSpec), review_event's reading in
+    its order: user and item, rating, time, label.
 
-    Canonical: user and the first item key are JSON strings without surrounding blanks, the
-    rating a plain finite number, the time what time_sql reads; label_sql uses {r}.
+    Read in SQL: user and the first item key as JSON strings without escapes or surrounding
+    blanks, the rating a plain finite number, the time what time_sql reads; label_sql uses
+    {r}. Bad rows told in SQL: a user or item id that is not a string or is "" (with one
+    item key), a rating that is null, "", an object or an array, a time for which
+    bad_time(raw JSON value) holds. Anything else goes to Python.
     """
     keys = [fields.user, fields.item[0], fields.rating, fields.time]
     u, i, r, t = (f"s['{k}']" for k in keys)
+    missing_id = (f"NOT {E.json_is(u, 'string')} OR {u} = '\"\"'"
+                  + (f" OR NOT {E.json_is(i, 'string')} OR {i} = '\"\"'" if len(fields.item) == 1 else ""))
     return f"""
 SELECT ln, 0 AS k,
-  CASE WHEN u IS NULL OR i IS NULL OR r IS NULL OR tm IS NULL THEN '?'
+  CASE WHEN s IS NULL THEN '?'
+       WHEN {missing_id} THEN 'missing user or item id'
+       WHEN rv IS NULL THEN CASE WHEN {r} IN ('null', '""') OR {E.json_is(r, 'object', 'array')}
+                                 THEN 'missing or non-numeric rating' ELSE '?' END
+       WHEN tm IS NULL THEN CASE WHEN {bad_time(t)} THEN 'missing or bad time' ELSE '?' END
+       WHEN uu IS NULL OR ii IS NULL THEN '?'
        WHEN lab IS NULL THEN 'rating of exactly 3' END AS st,
-  u AS "user", i AS item, tm AS time, lab AS label
+  uu AS "user", ii AS item, tm AS time, lab AS label
 FROM (
-  SELECT ln, CASE WHEN {E.canon('us')} THEN us END AS u, CASE WHEN {E.canon('its')} THEN its END AS i,
-    r, tm, {label_sql.format(r='r')} AS lab
+  SELECT ln, s, rv, tm, CASE WHEN {E.canon('us')} THEN us END AS uu, CASE WHEN {E.canon('its')} THEN its END AS ii,
+    {label_sql.format(r='rv')} AS lab
   FROM (
-    SELECT ln, {E.json_str(u)} AS us, {E.json_str(i)} AS its, {E.json_number(r)} AS r, {time_sql(t)} AS tm
+    SELECT ln, s, {E.json_text(u)} AS us, {E.json_text(i)} AS its, {E.json_number(r)} AS rv, {time_sql(t)} AS tm
     FROM (SELECT ln, {E.json_fields('t', keys)} AS s FROM lines)
   )
 )"""
 
 
+REVIEW_SKIPS = ("missing user or item id", "missing or non-numeric rating", "missing or bad time")
 RATING_LABEL_SQL = "CASE WHEN {r} > 3 THEN 1 WHEN {r} < 3 THEN 0 END"
 
 
 def iso_time_sql(value: str) -> str:
     """What parse_time reads from a canonical JSON string value ("2016-03-09 00:00:00")."""
-    return E.iso_seconds(E.json_str(value))
+    return E.iso_seconds(E.json_text(value))
+
+
+def iso_bad_time(value: str) -> str:
+    """SQL: parse_time(value) is None for sure: not a string, or ""."""
+    return f"(NOT {E.json_is(value, 'string')} OR {value} = '\"\"')"

@@ -15,7 +15,8 @@ from typing import Dict, Iterator, List, Optional, Tuple
 from . import engine as E
 from .base import Event, RawSource, SamplingPolicy
 from .io import BuildReport, check_json_format, decode_line, iter_raw_lines, parse_json_line
-from .reviews import RATING_LABEL_SQL, ReviewFields, iso_time_sql, parse_time, review_line, review_sql
+from .reviews import (RATING_LABEL_SQL, REVIEW_SKIPS, ReviewFields, iso_bad_time, iso_time_sql, parse_time,
+                      review_line, review_sql)
 
 REVIEWS = "yelp_academic_dataset_review.json"
 BUSINESSES = "yelp_academic_dataset_business.json"
@@ -27,7 +28,7 @@ SELECT ln, 0 AS k, CASE WHEN key IS NULL OR text IS NULL THEN '?' END AS st, key
 FROM (
   SELECT ln, CASE WHEN {E.canon('b')} THEN b END AS key, CASE WHEN {E.canon_words('nm')} THEN nm END AS text
   FROM (
-    SELECT ln, {E.json_str("s['business_id']")} AS b, {E.json_str("s['name']")} AS nm
+    SELECT ln, {E.json_text("s['business_id']")} AS b, {E.json_text("s['name']")} AS nm
     FROM (SELECT ln, {E.json_fields('t', _BUSINESS_KEYS)} AS s FROM lines)
   )
 )"""
@@ -97,10 +98,11 @@ class YelpSource(RawSource):
         def items() -> E.LineSpec:
             self._check()
             return E.LineSpec(E.ITEM_COLUMNS, BUSINESS_SQL, E.item_line(business_line(business.name)),
-                              required=E.ITEM_REQUIRED)
+                              required=E.ITEM_REQUIRED, json_lines=True)
 
         def events() -> E.LineSpec:
-            return E.LineSpec(E.EVENT_COLUMNS, review_sql(FIELDS, iso_time_sql, RATING_LABEL_SQL),
-                              E.event_rows(review_line(reviews.name, self.report, FIELDS, parse_time)))
+            return E.LineSpec(E.EVENT_COLUMNS, review_sql(FIELDS, iso_time_sql, RATING_LABEL_SQL, iso_bad_time),
+                              E.event_rows(review_line(reviews.name, self.report, FIELDS, parse_time)),
+                              drops=("rating of exactly 3",), skips=REVIEW_SKIPS, json_lines=True)
 
         return E.ColumnarPlan(reviews, events, E.ItemPlan(business, items))
