@@ -33,8 +33,8 @@ from ..errors import ConfigError, ModelError, require
 from ..models import ModelSpec
 from ..prompts import PromptRequest
 from .base import GenerativeScorer, OnResult
-from .hf_common import count_plain, encode_plain, local_revision, special_pattern
-from .hf_generative import derive_label_tokens
+from .hf_common import count_plain, encode_plain, local_revision
+from .hf_generative import chat_wrap, derive_label_tokens, render_chat
 from .labels import two_way_softmax
 
 LOGPROBS_TOP = 20  # top-k list read on vLLM versions without logprob_token_ids (vLLM's default max_logprobs)
@@ -320,39 +320,17 @@ class VLLMGenerativeScorer(GenerativeScorer):
         }
 
     # -- rendering (as the HF scorer renders causal prompts, so both send the same token ids) --
-    def _chat_wrap(self, text: str) -> str:
-        return self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                                  add_generation_prompt=True)
-
     def _chat_overhead(self) -> int:
-        return len(self.tokenizer(self._chat_wrap("x"), add_special_tokens=False)["input_ids"])
+        return len(self.tokenizer(chat_wrap(self.tokenizer, "x"), add_special_tokens=False)["input_ids"])
 
     def render(self, request: PromptRequest) -> PromptRequest:
         return self._rendered(request)[0]
 
     def _rendered(self, request: PromptRequest) -> Tuple[PromptRequest, List[Tuple[int, int]]]:
         """The request as the model sees it, and the spans of the prompt's own text in it."""
-        content = request.prefix + request.suffix
         if not self.chat:
-            return request, [(0, len(content))]
-        full = self._chat_wrap(content)
-        cut = full.find(request.prefix)
-        if cut >= 0 and full.startswith(content, cut):
-            spans = [(cut, cut + len(content))]
-        else:  # a chat template that edits the text: find what it kept verbatim
-            after = cut + len(request.prefix) if cut >= 0 else 0
-            tail = full.find(request.suffix, after)
-            spans = [(cut, after)] if cut >= 0 else []
-            spans += [(tail, tail + len(request.suffix))] if tail >= 0 else []
-            if cut < 0 or tail < 0:
-                pat = special_pattern(self.tokenizer)
-                if pat is not None and pat.search(content):
-                    raise ModelError(
-                        f"the chat template of model '{self.spec.name}' rewrites the prompt, so item text holding "
-                        "special-token strings cannot be kept plain text; run with --no-chat-template")
-        if cut < 0:
-            return PromptRequest("", full), spans
-        return PromptRequest(full[: cut + len(request.prefix)], full[cut + len(request.prefix):]), spans
+            return request, [(0, len(request.prefix + request.suffix))]
+        return render_chat(self.tokenizer, request, self.spec.name)
 
     def set_answer_cue(self, probe: PromptRequest) -> None:
         self.labels = derive_label_tokens(self.tokenizer, self.render(probe).text)
