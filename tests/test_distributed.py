@@ -42,6 +42,7 @@ def test_shard_parsing_and_split():
             parse_shard(bad)
 
 
+@pytest.mark.slow  # launches torchrun processes
 @pytest.mark.parametrize("scheme", ["generative", "discriminative"])
 def test_torchrun_two_ranks_equal_one_process(tmp_path, scheme, capsys):
     common = ["zero-shot", "--model", "dummy", "--scheme", scheme, "--limit", "80", "--log-samples", "--quiet"]
@@ -72,6 +73,7 @@ def test_slurm_style_shards_then_merge_by_rerun(tmp_path, capsys):
     assert _result(tmp_path / "one", "dummy", "generative")["metrics"] == merged["metrics"]
 
 
+@pytest.mark.slow  # launches torchrun processes
 def test_torchrun_with_a_real_local_model(tiny_models, tmp_path):
     """The HF scorer under two ranks (each its own process and model copy) gives the same numbers."""
     model = str(tiny_models["llama"])

@@ -346,7 +346,10 @@ class _Trainer:
         if cfg.gradient_checkpointing and not cfg.quantization:
             if not getattr(self.net, "supports_gradient_checkpointing", False):
                 raise ConfigError(f"model '{self.spec.name}' does not support --gradient-checkpointing")
-            self.net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if hasattr(self.net, "activation_checkpointing_enable"):  # transformers >= 5.x (the old name warns)
+                self.net.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                self.net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.params = [p for p in self.peft_model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.per_step = cfg.micro_batch() * cfg.grad_accum * self.world
