@@ -437,3 +437,45 @@ def test_json_numbers_read_as_python_reads_them():
             read += 1
             assert value == want, line
     assert read > 2000
+
+
+TEXT_FILES = [("movielens", "movielens/ml-latest"), ("movielens", "movielens/ml-1m"), ("hm", "hm"),
+              ("mind", "mind/crlf"), ("hotelrec", "hotelrec")]
+
+
+@pytest.mark.parametrize("how", ["python cuts", "duckdb refuses"])
+@pytest.mark.parametrize("name,folder", TEXT_FILES, ids=[c[1] for c in TEXT_FILES])
+def test_blocks_duckdb_cannot_split_are_cut_by_python(name, folder, how, monkeypatch):
+    """Raw blocks that are not UTF-8 (or that DuckDB refuses) are cut into lines by Python,
+    each line decoded on its own: same samples."""
+    from recbench.scenarios import engine as E
+
+    py = build(name, FIX / folder, "python", num_test=20000)
+    if how == "python cuts":
+        monkeypatch.setattr(E, "_is_utf8", lambda data, within=None: False)
+    else:  # DuckDB fails after part of the rows went in: they are taken out again
+        import duckdb
+
+        real = E.Session._insert
+
+        def insert(self, tabs, sources):
+            real(self, tabs, sources)
+            if any(raw == E.CHUNK_LINES for _, raw in sources):
+                raise duckdb.InvalidInputException("refused")
+
+        monkeypatch.setattr(E.Session, "_insert", insert)
+    assert_same(py, build(name, FIX / folder, "duckdb", num_test=20000))
+
+
+def test_undecodable_lines_in_a_text_file(tmp_path):
+    src = FIX / "movielens" / "ml-latest"
+    shutil.copy(src / "movies.csv", tmp_path)
+    lines = (src / "ratings.csv").read_bytes().splitlines(keepends=True)
+    lines[5] = lines[5].replace(b",", b"\xff,", 1)
+    lines[40] = b"\xef\xbb\xbf" + lines[40]
+    (tmp_path / "ratings.csv").write_bytes(b"".join(lines))
+    py = build("movielens", tmp_path, "python", num_test=20000)
+    dd = build("movielens", tmp_path, "duckdb", num_test=20000)
+    assert_same(py, dd)
+    assert py.info["skipped"]["undecodable bytes"] == 1
+    assert strict_error("movielens", tmp_path, "duckdb") == strict_error("movielens", tmp_path, "python")

@@ -586,9 +586,10 @@ class _Fatal:
 
 @dataclass
 class _Table:
-    """One table being filled: `name`_sql holds what the SQL read (its st marks the rows
-    left out and the lines handed to Python), `name`_py the rows of the Python-read lines,
-    and the view `name` the kept rows of both (pos, ln, columns)."""
+    """One table being filled: `name`_sql holds what the SQL read (st marks the rows left
+    out and the lines handed to Python; their first two columns are NULL), `name`_py the
+    rows of the Python-read lines, and the view `name` both (pos, ln, columns): a row whose
+    first column (user, key) is NULL is not one."""
 
     name: str
     spec: LineSpec
@@ -854,7 +855,7 @@ class Session:
             except duckdb.Error:  # DuckDB refuses what Python decoded: cut those lines in Python
                 for tab in tabs:
                     self.con.execute(f'DELETE FROM "{tab.name}_sql" WHERE pos >= ? AND pos < ?', [lo, hi])
-                good = []
+                good_ids = set()
             for c in batch:
                 if id(c) not in good_ids:
                     blocks[c.first] = c.block()
