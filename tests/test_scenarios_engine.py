@@ -208,8 +208,7 @@ def test_sql_readings_equal_python_ones_on_random_values():
     con = duckdb.connect()
     for name, (sql, python, make) in cases.items():
         values = sorted({make() for _ in range(5000)})
-        con.execute("CREATE OR REPLACE TABLE v (x VARCHAR)")
-        con.executemany("INSERT INTO v VALUES (?)", [[v] for v in values])
+        con.execute("CREATE OR REPLACE TABLE v AS SELECT unnest(?::VARCHAR[]) AS x", [values])
         got = dict(con.execute(f"SELECT x, {sql('x')} FROM v").fetchall())
         read = [v for v in values if got[v] is not None]
         assert len(read) > 200, name  # the SQL does read the usual forms
@@ -396,8 +395,7 @@ def test_json_line_ok_passes_only_lines_pythons_json_reads():
 
     lines = sorted({obj(0) for _ in range(4000)})
     con = duckdb.connect()
-    con.execute("CREATE TABLE v (t VARCHAR)")
-    con.executemany("INSERT INTO v VALUES (?)", [[t] for t in lines])
+    con.execute("CREATE TABLE v AS SELECT unnest(?::VARCHAR[]) AS t", [lines])
     passed = [t for (t,) in con.execute(f"SELECT t FROM v WHERE json_valid(t) AND {E.json_line_ok('t')}").fetchall()]
     for t in passed:
         json.loads(t)  # raises if the SQL let a line through that Python rejects
@@ -423,8 +421,7 @@ def test_json_numbers_read_as_python_reads_them():
         values.append(rng.choice(["", "-"]) + digits + ("." + frac if frac else "")
                       + rng.choice(["", "e5", "E-7", "e+300", "e-320", "e400"]))
     con = duckdb.connect()
-    con.execute("CREATE TABLE v (x VARCHAR)")
-    con.executemany("INSERT INTO v VALUES (?)", [['{"a": ' + v + "}"] for v in values])
+    con.execute("CREATE TABLE v AS SELECT unnest(?::VARCHAR[]) AS x", [['{"a": ' + v + "}" for v in values]])
     got = con.execute(f"SELECT x, {E.json_number('s.a')} FROM (SELECT x, from_json_strict(x, "
                       """'{"a": "JSON"}') AS s FROM v)""").fetchall()
     read = 0
