@@ -8,8 +8,9 @@ the shared ones (`RunConfig.inherit`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Literal, Optional, Union
 
+from .errors import ConfigError
 from .settings import DEFAULT_SEED, public_dict, setting
 
 
@@ -25,12 +26,28 @@ def _tasks():
     return task_names()
 
 
+def int_or_all(value: Any) -> Union[int, Literal["all"]]:
+    """A candidate count (>= 2: the target and a negative) or 'all'."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "all":
+            return "all"
+        if text.lstrip("+").isdigit():
+            value = int(text)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 2:
+        return value
+    raise ValueError(f"expected an integer >= 2 (the target and at least one negative) or 'all', got {value!r}")
+
+
 GROUPS = {
     "data": "data",
     "run": "evaluation",
     "model": "model loading",
     "api": "OpenAI-compatible endpoints",
     "vllm": "vLLM engine",
+    "ranking": "list-wise scheme (a generated ranking)",
     "output": "output and caching",
 }
 
@@ -58,10 +75,29 @@ class RunConfig:
                               group="run")
     bootstrap: int = setting(0, "bootstrap resamples for confidence intervals of the headline metrics",
                              minimum=0, metavar="N", group="run")
+    history_len: int = setting(19, "seqrec: positives before the target given as the user's history (prompts "
+                               "show the last 20 at most)", minimum=1, metavar="N", group="run")
+    candidates: Union[int, Literal["all"]] = setting(
+        100, "seqrec: candidates per user, the target plus N-1 sampled negatives, or 'all' to rank the whole "
+        "catalogue (embedding models: one matrix product per batch of users)", type=int_or_all,
+        metavar="N|all", group="run")
+    force: bool = setting(False, "seqrec: run --candidates all even with a scheme that scores every (user, item) "
+                          "pair separately", group="run")
     shard: Optional[str] = setting(None, "score only share i of N of the users (one job of a SLURM array); "
                                    "rerun without --shard to write the results from the cache "
                                    "(torchrun/accelerate launch shard by rank on their own)", metavar="i/N",
                                    group="run")
+    # the list-wise scheme
+    listwise_k: int = setting(20, "candidates shown per prompt (the first K of a user's candidates: for seqrec the "
+                              "target and K-1 negatives); the rest rank below them", minimum=2, metavar="K",
+                              group="ranking")
+    permutations: int = setting(1, "ask each user P times, each in another seeded order, and combine the rankings "
+                                "(Borda count): less position bias, P times the cost", minimum=1, metavar="P",
+                                group="ranking")
+    explain: bool = setting(False, "also ask for a one-line reason for the top item (kept with --log-samples)",
+                            group="ranking")
+    max_new_tokens: Optional[int] = setting(None, "most tokens an answer may take (default: 6 per shown candidate, "
+                                            "+48 with --explain)", minimum=1, metavar="N", group="ranking")
     # data
     raw_dir: Optional[str] = setting(None, "folder with one sub-folder per scenario (default: $RECBENCH_DATA)",
                                      metavar="ROOT", group="data")
@@ -110,6 +146,15 @@ class RunConfig:
     progress: bool = setting(True, "no progress bars", negate="--quiet", group="output")
     scenario_options: Dict[str, Dict[str, Any]] = setting(default_factory=dict, cli=False,
                                                           help="per-scenario loader options (custom files, columns)")
+    baseline: Dict[str, Any] = setting(default_factory=dict, cli=False,
+                                       help="training settings of conventional models (recbench.baselines."
+                                       "BaselineConfig fields; `recbench baseline` flags)")
+
+    def __post_init__(self) -> None:
+        try:
+            self.candidates = int_or_all(self.candidates)
+        except ValueError as exc:
+            raise ConfigError(f"--candidates (candidates): {exc}") from None
 
     def public(self) -> Dict:
         """The settings as written into results (no secrets are ever held here)."""

@@ -28,7 +28,7 @@ from .errors import ConfigError, DataError, suggest
 from .models import ModelSpec, resolve_model
 from .prompts import PromptBuilder
 from .results import RunResult, atomic_write_lines, package_versions, utc_now
-from .scenarios import BENCHMARK_SCENARIOS, PROTOCOL_VERSION, Scenario, list_scenarios
+from .scenarios import BENCHMARK_SCENARIOS, Scenario, list_scenarios
 from .schemes import Scheme, SchemeContext, resolve_scheme
 from .scorers import scorer_class
 from .settings import check_keywords, validate
@@ -182,17 +182,19 @@ class RecBench:
 
         return finetune_from_bench(self, **kwargs)
 
-    def leaderboard(self, metric: str = "gauc", **kwargs) -> Dict[str, pd.DataFrame]:
-        """Leaderboard tables over this bench's output folder (see recbench.report)."""
+    def leaderboard(self, metric: Optional[str] = None, **kwargs) -> Dict[str, pd.DataFrame]:
+        """Leaderboard tables of this bench's task over its output folder (see recbench.report);
+        metric None: the task's headline."""
         from .report import leaderboard_tables
 
+        kwargs.setdefault("task", self.task.name)
         return leaderboard_tables(self.config.output_dir, metric=metric, **kwargs)
 
     @property
     def model_slug(self) -> str:
         """The results folder name: the model plus every setting that makes it a variant
         (so a chat-template or other-template run never overwrites the default run)."""
-        slug = self.spec.slug + self.scheme.variant(self.config, self.spec)
+        slug = self.spec.slug + self.scheme.variant(self.config, self.spec) + self.task.variant(self.config)
         if self.template.id != "default":
             slug += f"+tpl-{self.template.id}"
         if self.config.adapter:
@@ -221,7 +223,8 @@ class RecBench:
         scorer.begin_scenario()
         ctx = SchemeContext(scenario=sc.name, groups=task.groups(samples), num_scores=task.num_scores(samples),
                             texts=texts, scorer=scorer, cache=cache, namespace=ns, builder=builder, config=cfg,
-                            desc=f"{sc.name} [{self.spec.name}]")
+                            desc=f"{sc.name} [{self.spec.name}]", fingerprint=sc.fingerprint,
+                            catalogue=task.catalogue(samples) if scheme.ranks_catalogue else None)
         if cfg.dry_run:
             return ScenarioRun(sc.name, {}, {"dry_run": self._dry_run(ctx), "timings": {}})
         t0 = time.perf_counter()
@@ -243,6 +246,7 @@ class RecBench:
         binary = bool(diag.get("binary"))
         metrics = task.metrics(samples, out.scores, probabilities=scheme.probabilities and not binary,
                                bootstrap=cfg.bootstrap, seed=cfg.seed)
+        metrics.update(out.metrics)  # scheme-level rates (e.g. the valid-output rate of generated rankings)
         meta = {
             "model_id": identity.get("model_id", self.spec.public_id),
             "model_revision": identity.get("revision"),
@@ -251,7 +255,7 @@ class RecBench:
             "task": task.name,
             "scheme": scheme.name,
             "seed": cfg.seed,
-            "protocol_version": PROTOCOL_VERSION,
+            "protocol_version": task.protocol_version,
             "template_id": self.template.id,
             "template_sha256": self.template.sha256,
             "chat_template": cfg.chat_template,
@@ -290,8 +294,9 @@ class RecBench:
     def _write(self, run: ScenarioRun) -> None:
         record = RunResult(
             scenario=run.scenario, model=self.model, scheme=self.scheme.name, task=self.task.name,
-            pipeline="sft" if self.config.adapter else "zero-shot", metrics=run.metrics, meta=run.meta,
-            recbench_version=__version__, protocol_version=PROTOCOL_VERSION,
+            pipeline=self.scheme.pipeline or ("sft" if self.config.adapter else "zero-shot"), metrics=run.metrics,
+            meta=run.meta,
+            recbench_version=__version__, protocol_version=self.task.protocol_version,
         )
         path = self.results_path(run.scenario)
         record.write(path)

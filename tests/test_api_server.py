@@ -15,6 +15,8 @@ import pytest
 
 pytest.importorskip("openai")
 
+pytestmark = pytest.mark.slow  # a llama.cpp server and the local SmolLM2 scorer: minutes on a small CPU
+
 from llama_server import gguf_path, start_server  # noqa: E402
 
 from recbench.cli import main  # noqa: E402

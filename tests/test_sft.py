@@ -317,9 +317,13 @@ def test_oom_auto_batch_halves_and_fixed_batch_explains(tiny_llama, tmp_path, mo
         return real(self, idx)
 
     monkeypatch.setattr(train.GenerativeTrainer, "loss_on", loss_on)
-    res = finetune(cfg_for(tiny_llama, tmp_path / "auto", batch_size="auto", max_steps=1, eval_at_start=False))
+    res = finetune(cfg_for(tiny_llama, tmp_path / "auto", batch_size="auto", max_steps=1, eval_at_start=False,
+                           packing="off"))
     meta = json.loads((Path(res.adapter_path) / "recbench_sft.json").read_text())
     assert meta["training"]["micro_batch"] == 2 and meta["training"]["effective_batch"] == 8
+    packed = finetune(cfg_for(tiny_llama, tmp_path / "packed", batch_size="auto", max_steps=1, eval_at_start=False))
+    meta = json.loads((Path(packed.adapter_path) / "recbench_sft.json").read_text())
+    assert meta["training"]["packing"] and meta["training"]["micro_batch"] == 1  # packed rows shrink too
     with pytest.raises(ModelError) as err:
         finetune(cfg_for(tiny_llama, tmp_path / "fixed", batch_size=8, max_steps=1, eval_at_start=False))
     msg = str(err.value)

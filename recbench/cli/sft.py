@@ -111,6 +111,8 @@ def run(args) -> int:
 
     print(f"valid gauc: untuned {fmt(result.zero_shot_valid_gauc)} -> tuned {fmt(result.best_valid_gauc)} "
           f"(best at step {result.best_step}; stopped: {result.stopped})")
+    if result.beat_untuned is False:
+        print("tuning did not beat the untuned model: the untuned model is the better one (beat_untuned: false)")
     if result.train_samples_per_s:
         print(f"training speed: {result.train_samples_per_s:.2f} samples/s")
     meta_cmd = None

@@ -15,7 +15,7 @@ Python API::
     long = collect_results("results")                 # one row per results file
     tables = leaderboard_tables("results", metric="gauc")
     tables["zero-shot-generative"].loc["smollm2-135m", "mind"]
-    write_report("results", "leaderboard")            # -> list of written paths
+    write_report("results", "results/leaderboard")    # -> list of written paths
 
 Honesty rules (see the issue): Overall is the mean over the ten benchmark scenarios only when
 all ten are present; otherwise it is the mean of what the row has and the row is marked
@@ -68,6 +68,7 @@ from .tables import (
     Row,
     Table,
     build_report,
+    build_reports,
     leaderboard,
     leaderboard_tables,
     load_reference,
@@ -89,5 +90,5 @@ __all__ = [
     "PUBLISHED_SUFFIX", "RANDOM_EXPECTED", "RANDOM_LABEL", "REFERENCE_DIR", "REFERENCE_FILES",
     "REFERENCE_METRIC", "SCENARIO_TITLES", "TABLE_TITLES", "CITATION_URL",
     "Cell", "PathLike", "Report", "Row", "Skipped", "Table",
-    "build_report", "render_latex", "row_label",
+    "build_report", "build_reports", "render_latex", "row_label",
 ]

@@ -20,10 +20,11 @@ from ..schemes import scheme_names
 PathLike = Union[str, "os.PathLike[str]"]
 
 # Counts and rates in "metrics" that are not quality metrics (never a leaderboard metric).
-COUNT_KEYS = ("n", "users", "positive_rate", "gauc_users", "gauc_skipped_users")
+COUNT_KEYS = ("n", "users", "positive_rate", "gauc_users", "gauc_skipped_users", "valid_output_rate",
+              "candidates")
 METRIC_ORDER = (
-    "gauc", "auc", "mrr", "ndcg@1", "ndcg@5", "ndcg@10",
-    "recall@1", "recall@5", "recall@10", "hit@1", "hit@5", "hit@10", "logloss",
+    "gauc", "auc", "mrr", "ndcg@1", "ndcg@5", "ndcg@10", "ndcg@20",
+    "recall@1", "recall@5", "recall@10", "recall@20", "hit@1", "hit@5", "hit@10", "logloss", "mean_rank",
 )
 _MAX_STRAY_JSON_BYTES = 5_000_000  # JSON files outside <scheme>/ folders larger than this are not read
 
@@ -113,11 +114,20 @@ def _parse_result(obj: Any, path: Path, root: Path) -> Dict[str, Any]:
         "model_id": meta.get("model_id"),
         "model_revision": meta.get("model_revision"),
         "backend": meta.get("backend"),
+        "item_embeddings": meta.get("item_embeddings"),  # baselines: the LLM-for-RS text features
         "created": _str_or_none(meta.get("created", obj.get("created"))),
+        **_efficiency(meta),
         "path": str(path),
         "file": path.relative_to(root).as_posix(),
     })
     return rec
+
+
+def _efficiency(meta: Mapping[str, Any]) -> Dict[str, Any]:
+    """Throughput from meta.efficiency (None for files before it, or runs served from the cache)."""
+    eff = meta.get("efficiency")
+    eff = eff if isinstance(eff, Mapping) else {}
+    return {k: (float(eff[k]) if _is_number(eff.get(k)) else None) for k in EFFICIENCY_COLUMNS}
 
 
 def _str_or_none(value: Any) -> Optional[str]:
@@ -176,15 +186,17 @@ def _short_exc(exc: BaseException) -> str:
 
 
 _ID_COLUMNS = ["model", "adapter", "label", "pipeline", "task", "scheme", "scenario"]
+EFFICIENCY_COLUMNS = ("pairs_per_s", "ms_per_pair")
 _META_COLUMNS = ["seed", "template_id", "template_sha256", "data_fingerprint", "protocol_version",
-                 "recbench_version", "model_id", "model_revision", "backend", "created", "file", "path"]
+                 "recbench_version", "model_id", "model_revision", "backend", "item_embeddings", "created",
+                 *EFFICIENCY_COLUMNS, "file", "path"]
 
 
 def _records_frame(records: List[Dict[str, Any]]) -> pd.DataFrame:
     metric_cols = set()
     for rec in records:
         metric_cols.update(k for k in rec if k not in _ID_COLUMNS and k not in _META_COLUMNS)
-    ordered = [c for c in ("n", "users", "positive_rate") if c in metric_cols]
+    ordered = [c for c in ("n", "users", "positive_rate", "candidates") if c in metric_cols]
     for m in METRIC_ORDER:
         for c in (m, f"{m}_ci_lo", f"{m}_ci_hi"):
             if c in metric_cols and c not in ordered:

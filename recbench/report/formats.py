@@ -17,7 +17,8 @@ import pandas as pd
 from ..results import atomic_write_bytes, current_umask
 from ..errors import ConfigError, MissingDependencyError, suggest
 from .collect import PathLike, ResultsWarning, _records_frame
-from .figures import _heatmap, _overall_bars
+from .efficiency import efficiency_frame, model_means, quality_vs_throughput_figure, render_efficiency_markdown
+from .figures import _heatmap, _overall_bars, position_bias_entries, position_bias_figure
 from .tables import (
     BENCHMARK_SCENARIOS,
     CITATION,
@@ -31,8 +32,9 @@ from .tables import (
     Table,
     _finite,
     _table_frame,
-    build_report,
+    build_reports,
 )
+from ..tasks import DEFAULT_TASK
 
 FORMATS = ("md", "csv", "tex", "html", "png", "svg")
 METRIC_DESCRIPTIONS = {
@@ -40,6 +42,7 @@ METRIC_DESCRIPTIONS = {
     "auc": "global ROC AUC over all samples",
     "mrr": "mean over users of 1/rank of the first positive",
     "logloss": "binary cross-entropy of P(Yes) (generative only; lower is better)",
+    "mean_rank": "mean rank of the target among the user's candidates (seqrec; lower is better)",
 }
 
 
@@ -133,6 +136,14 @@ def _row_dir(row: Row) -> Optional[str]:
     return os.path.commonpath(sorted(dirs)) if len(dirs) > 1 else dirs.pop()
 
 
+def _versus_markdown(report: Report, metric: str) -> List[str]:
+    """The "LLMs vs conventional" section (report/versus.py), when baselines were run."""
+    from .versus import build_versus, render_versus_markdown
+
+    versus = build_versus(report, metric)
+    return [render_versus_markdown(versus)] if versus else []
+
+
 def _metric_title(metric: str) -> str:
     return metric.upper() if metric in ("auc", "gauc", "mrr") else metric
 
@@ -146,7 +157,8 @@ def render_markdown(report: Report, metric: Optional[str] = None, output_dir: Op
     metric = metric or report.metric
     lines: List[str] = []
     if heading:
-        lines += [f"# RecBench leaderboard: {_metric_title(metric)}", ""]
+        what = "RecBench" if report.task == DEFAULT_TASK else f"RecBench {report.task}"
+        lines += [f"# {what} leaderboard: {_metric_title(metric)}", ""]
         desc = METRIC_DESCRIPTIONS.get(metric)
         lines += [f"Metric: `{metric}`" + (f", {desc}." if desc else ".")
                   + f" Results read from {_md_code(report.root.as_posix())}"
@@ -197,6 +209,7 @@ def render_markdown(report: Report, metric: Optional[str] = None, output_dir: Op
             lines.append(f"- ⚑ {_md_escape(note)}")
         if t.notes:
             lines.append("")
+    lines += _versus_markdown(report, metric)
     foot = []
     foot.append("Bold: best in its column (the random row excluded). Overall: mean over the ten "
                 "scenarios; other scenarios (e.g. demo) are shown but not counted.")
@@ -212,6 +225,9 @@ def render_markdown(report: Report, metric: Optional[str] = None, output_dir: Op
     if metric in RANDOM_EXPECTED and report.include_random:
         foot.append(f"{RANDOM_LABEL}: a scorer that ranks at random has an expected {metric} of "
                     "exactly 0.5 in every scenario.")
+    elif report.include_random and any(r.source == "random" for t in report.tables[metric] for r in t.rows):
+        foot.append(f"{RANDOM_LABEL}: the {metric} of a scorer that ranks the candidates at random, "
+                    "given the number of candidates per user of the table's runs.")
     if any_published:
         foot.append(f"Rows marked (published) are the numbers published by {CITATION} "
                     f"(<{CITATION_URL}>); see leaderboard/reference/.")
@@ -340,6 +356,10 @@ def _payload(report: Report, output_dir: Path, figures: Dict[str, Dict[str, str]
         "benchmark": list(BENCHMARK_SCENARIOS),
         "titles": SCENARIO_TITLES,
         "random_label": RANDOM_LABEL,
+        **({} if report.task == DEFAULT_TASK else {
+            "task": report.task,
+            "random_note": ": the expected value of a scorer that ranks each user's candidates at random "
+                           "(shown when all runs of a table ranked the same number of candidates)."}),
         "skipped": [{"path": s.path, "reason": s.reason} for s in report.skipped],
         "citation": CITATION,
         "citation_url": CITATION_URL,
@@ -392,7 +412,7 @@ def _safe_name(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
 
 
-def write_report(results_dir: PathLike, output_dir: PathLike, metric: str = "gauc",
+def write_report(results_dir: PathLike, output_dir: PathLike, metric: Optional[str] = None,
                  formats: Union[str, Sequence[str]] = FORMATS, include_reference: bool = True,
                  include_random: bool = True) -> List[Path]:
     """Write the leaderboards under ``output_dir`` and return the written paths.
@@ -401,10 +421,23 @@ def write_report(results_dir: PathLike, output_dir: PathLike, metric: str = "gau
     ``<table>.<m>.tex``; ``results.csv`` (every file, every metric, CIs and metadata);
     ``index.html`` (all metrics, sortable); figures ``<table>.<m>.heatmap.png|svg`` and
     ``<table>.<m>.overall.png|svg``. Each file is written to a temporary name and renamed.
+
+    One leaderboard per task: ctr's files are named as above; another task's start with its name
+    (``seqrec-leaderboard.ndcg@10.md``, ``seqrec-results.csv``, ``seqrec-index.html``) and its
+    tables' keys end in it (``zero-shot-generative-seqrec.ndcg@10.csv``). metric None: each
+    task's headline (gauc, ndcg@10); a metric applies to the tasks whose results hold it.
     """
-    report = build_report(results_dir, metric, include_reference, include_random,
-                          all_metrics="html" in _parse_formats(formats))
-    return _write(report, Path(output_dir), _parse_formats(formats))
+    formats = _parse_formats(formats)
+    reports = build_reports(results_dir, metric, include_reference, include_random, all_metrics="html" in formats)
+    written: List[Path] = []
+    for report in reports:
+        written += _write(report, Path(output_dir), formats)
+    return written
+
+
+def _prefix(report: Report) -> str:
+    """File-name prefix of a task's whole-report files (none for ctr: its names are unchanged)."""
+    return "" if report.task == DEFAULT_TASK else f"{_safe_name(report.task)}-"
 
 
 def _write(report: Report, out: Path, formats: List[str]) -> List[Path]:
@@ -434,19 +467,38 @@ def _write(report: Report, out: Path, formats: List[str]) -> List[Path]:
                 path = out / f"{t.key}.{m}.{kind}.{f}"
                 written.append(_atomic_savefig(fig, path, f))
                 figures.setdefault(t.key, {})[f"{kind}_{f}"] = path.name
+    pre = _prefix(report)
+    eff = efficiency_frame(report.records, report.metric)
+    if not eff.empty:  # the paper's latency table: quality beside pairs/s and ms per pair
+        if "md" in formats:
+            written.append(_atomic_write(out / f"{pre}efficiency.{m}.md", render_efficiency_markdown(eff, report.metric)))
+        if "csv" in formats:
+            written.append(_atomic_write(out / f"{pre}efficiency.{m}.csv", _csv_safe(eff).to_csv(index=False)))
+        if fig_formats:
+            fig = quality_vs_throughput_figure(model_means(eff, report.metric), report.metric)
+            for f in fig_formats:
+                written.append(_atomic_savefig(fig, out / f"{pre}quality_vs_throughput.{m}.{f}", f))
+    bias = position_bias_entries(report.records) if fig_formats else []
+    if bias:  # generated rankings: the target's rank by the position it was shown at
+        fig = position_bias_figure(bias)
+        for f in fig_formats:
+            written.append(_atomic_savefig(fig, out / f"{pre}position_bias.{f}", f))
     if "md" in formats:
-        written.append(_atomic_write(out / f"leaderboard.{m}.md", render_markdown(report, output_dir=out)))
+        written.append(_atomic_write(out / f"{pre}leaderboard.{m}.md", render_markdown(report, output_dir=out)))
     if "csv" in formats:
         for t in report.headline:
             df = _table_frame(t)
             written.append(_atomic_write(out / f"{t.key}.{m}.csv", _csv_safe(df).to_csv(float_format="%.6g")))
         long = _records_frame(report.records)
-        written.append(_atomic_write(out / "results.csv", _csv_safe(long).to_csv(index=False)))
+        written.append(_atomic_write(out / f"{pre}results.csv", _csv_safe(long).to_csv(index=False)))
     if "tex" in formats:
         for t in report.headline:
             written.append(_atomic_write(out / f"{t.key}.{m}.tex", render_latex(t, report)))
+    from .versus import write_versus
+
+    written += write_versus(report, out, formats)
     if "html" in formats:
         from .html import render_html
 
-        written.append(_atomic_write(out / "index.html", render_html(_payload(report, out, figures))))
+        written.append(_atomic_write(out / f"{pre}index.html", render_html(_payload(report, out, figures))))
     return written

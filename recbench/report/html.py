@@ -24,7 +24,8 @@ def _json_for_script(payload: Dict[str, Any]) -> str:
 
 
 def render_html(payload: Dict[str, Any]) -> str:
-    title = f"RecBench leaderboard ({payload.get('headline', 'gauc')})"
+    task = f"{payload['task']} " if payload.get("task") else ""  # a task other than ctr names itself
+    title = f"RecBench {task}leaderboard ({payload.get('headline', 'gauc')})"
     return (
         _TEMPLATE.replace("%%TITLE%%", html.escape(title))
         .replace("%%DATA%%", _json_for_script(payload))
@@ -379,7 +380,7 @@ footer a { color: var(--accent); }
       "\u2020 marks an incomplete row: its Overall is the mean over the scenarios it has and is not comparable with complete rows."));
     ul2.appendChild(el("li", null, "Highlighted: best in its column (the random row excluded). Click a column header to sort; the order is kept in the address (e.g. #sort=mind&dir=desc)."));
     ul2.appendChild(el("li", null, "\u2691 The row's runs differ from the rest of its table in protocol version, seed, template or data fingerprint, or a scenario has several results files; such numbers are not directly comparable."));
-    ul2.appendChild(el("li", null, D.random_label + ": a random scorer's expected auc and gauc are exactly 0.5; for mrr and ndcg the expectation depends on candidate counts the results do not hold, so no random row is shown."));
+    ul2.appendChild(el("li", null, D.random_label + (D.random_note || ": a random scorer's expected auc and gauc are exactly 0.5; for mrr and ndcg the expectation depends on candidate counts the results do not hold, so no random row is shown.")));
     ul2.appendChild(el("li", null, "Rows marked published: numbers from " + D.citation + " (",
       el("a", { href: D.citation_url }, D.citation_url), "), shown for gauc only (the paper's per-user AUC)."));
     foot.appendChild(ul2);

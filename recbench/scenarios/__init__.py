@@ -53,18 +53,27 @@ def load_scenario(
     cache_dir: Optional[PathLike] = None,
     use_cache: bool = True,
     progress: Optional[Callable[[str], None]] = None,
+    task: Optional[str] = None,
     engine: Optional[str] = None,
     **options,
 ) -> Scenario:
     """Build (or load from cache) a scenario's items, test and fine-tuning samples.
 
     options are loader-specific (custom scenario: file names and column names).
+    task: the task whose split to build (default ctr: the samples above); another task builds
+    its own split (seqrec: test frame user_id, history, target, candidates; options may add
+    history_len and candidates), see recbench/tasks/.
     engine: "duckdb" (the default, or $RECBENCH_ENGINE) reads the large raw files with the
     columnar engine; "python" streams them in Python (slower, same samples).
     """
+    from ..tasks import DEFAULT_TASK, get_task
     from .engine import resolve_engine
 
     engine = resolve_engine(engine)
+    if task is not None and task != DEFAULT_TASK:  # (seqrec reads the events with the Python reader)
+        return get_task(task).load_scenario(name, raw_dir, seed=seed, num_test=num_test, num_finetune=num_finetune,
+                                            strict=strict, cache_dir=cache_dir, use_cache=use_cache,
+                                            progress=progress, **options)
     source_cls = get_source(name)
     num_test = source_cls.default_num_test if num_test is None else int(num_test)
     num_finetune = source_cls.default_num_finetune if num_finetune is None else int(num_finetune)

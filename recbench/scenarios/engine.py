@@ -40,7 +40,6 @@ holds a few blocks of raw bytes and the selected users' events.
 from __future__ import annotations
 
 import codecs
-import copy
 import os
 import shutil
 import tempfile

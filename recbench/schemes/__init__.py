@@ -16,6 +16,8 @@ if TYPE_CHECKING:  # pragma: no cover
 SCHEMES: Dict[str, str] = {
     "generative": "recbench.schemes.generative:GenerativeScheme",
     "discriminative": "recbench.schemes.discriminative:DiscriminativeScheme",
+    "listwise": "recbench.schemes.listwise:ListwiseScheme",
+    "conventional": "recbench.schemes.conventional:ConventionalScheme",
 }
 
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..models import ModelSpec
     from ..prompts import PromptBuilder
     from ..scorers.base import Scorer
-    from ..types import UserGroup
+    from ..types import Catalogue, UserGroup
 
 
 @dataclass
@@ -42,6 +42,8 @@ class SchemeContext:
     builder: "PromptBuilder"
     config: "RunConfig"
     desc: str  # progress-bar label
+    catalogue: Optional["Catalogue"] = None  # full-catalogue ranking, for schemes with ranks_catalogue
+    fingerprint: str = ""  # the scenario's data fingerprint (schemes that rebuild the scenario check it)
 
 
 @dataclass
@@ -55,6 +57,7 @@ class SchemeOutput:
     meta: Dict[str, Any] = field(default_factory=dict)  # scheme-specific results meta
     counts: Dict[str, int] = field(default_factory=dict)  # scheme-specific counts (go beside the timings)
     shown: Dict[str, List[Any]] = field(default_factory=dict)  # per-slot columns for --log-samples
+    metrics: Dict[str, Any] = field(default_factory=dict)  # scheme-specific metric columns (beside the task's)
 
 
 class Scheme(ABC):
@@ -64,9 +67,12 @@ class Scheme(ABC):
     probabilities: ClassVar[bool]  # scores are P(positive) (logloss applies)
     template_layout: ClassVar[str]  # "prompt" (split before the candidate) | "pair" (user / item text)
     uses_chat_template: ClassVar[bool] = False
+    ranks_catalogue: ClassVar[bool] = False  # can rank a whole catalogue per user (SchemeContext.catalogue)
     sft_losses: ClassVar[Tuple[str, ...]] = ()  # objectives `recbench sft` offers for it
     sft_trainer: ClassVar[Optional[str]] = None  # "module:Class" of its trainer
     sft_settings: ClassVar[Tuple[str, ...]] = ()  # SFTConfig fields its objective reads (enter the hash)
+    sft_recipe_version: ClassVar[str] = "1"  # bump when its training recipe changes what a config produces
+    pipeline: ClassVar[Optional[str]] = None  # the results' pipeline when not zero-shot/sft (e.g. baseline)
 
     def template(self, name_or_path: Optional[str]) -> Template:
         return Template.load(self.name, name_or_path, layout=self.template_layout)
@@ -79,7 +85,8 @@ class Scheme(ABC):
         if cfg.chat_template and not self.uses_chat_template:
             raise ConfigError(f"--chat-template applies to prompt-based schemes, not {self.name}")
 
-    def chat_default(self, spec: "ModelSpec") -> bool:
+    def chat_default(self, spec: "ModelSpec") -> Optional[bool]:
+        """The chat-template setting when none is given (None: the backend decides)."""
         return bool(spec.chat_default) and self.uses_chat_template
 
     def variant(self, cfg: "RunConfig", spec: "ModelSpec") -> str:

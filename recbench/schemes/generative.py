@@ -45,6 +45,7 @@ class GenerativeScheme(Scheme):
     uses_chat_template = True
     sft_losses = ("bce",)
     sft_trainer = "recbench.sft.train:GenerativeTrainer"
+    sft_recipe_version = "2"  # batches of whole users (shuffled users), for prefix packing
 
     def prepare(self, scorer, builder) -> None:
         # label tokens from the template in use: what follows its answer cue

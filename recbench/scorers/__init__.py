@@ -1,7 +1,7 @@
 """Scorer backends. Adding a backend = one new file + its lines in BACKENDS.
 
 make_scorer() picks the class by (backend, ability): the model spec names the backend, the
-scheme names the ability it needs ("logits", "embedding").
+scheme names the ability it needs ("logits", "embedding", "generation").
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Dict, Optional, Tuple, Type
 
 from ..errors import ConfigError
-from .base import EmbeddingScorer, GenerativeScorer, Scorer
+from .base import EmbeddingScorer, GenerativeScorer, Scorer, TextGenerator
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import RunConfig
@@ -25,6 +25,10 @@ BACKENDS: Dict[Tuple[str, str], str] = {
     ("vllm", "logits"): "recbench.scorers.vllm:VLLMGenerativeScorer",
     ("dummy", "logits"): "recbench.scorers.dummy:DummyGenerativeScorer",
     ("dummy", "embedding"): "recbench.scorers.dummy:DummyEmbeddingScorer",
+    ("hf", "generation"): "recbench.scorers.hf_generate:HFTextGenerator",
+    ("openai", "generation"): "recbench.scorers.api.generation:OpenAITextGenerator",
+    ("dummy", "generation"): "recbench.scorers.dummy:DummyTextGenerator",
+    ("baseline", "recommender"): "recbench.scorers.baseline:BaselineScorer",
 }
 
 
@@ -46,4 +50,5 @@ def make_scorer(spec: "ModelSpec", run: "RunConfig", ability: Optional[str] = No
     return scorer_class(spec.backend, ability).from_run(spec, run)
 
 
-__all__ = ["BACKENDS", "EmbeddingScorer", "GenerativeScorer", "Scorer", "make_scorer", "scorer_class"]
+__all__ = ["BACKENDS", "EmbeddingScorer", "GenerativeScorer", "Scorer", "TextGenerator", "make_scorer",
+           "scorer_class"]

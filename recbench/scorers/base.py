@@ -1,7 +1,8 @@
 """The scorer contract: everything the runner calls on a backend, declared once.
 
 A backend is a Scorer subclass of one *kind* (the ability a scheme asks for): a "logits"
-scorer turns PromptRequests into P(Yes); an "embedding" scorer turns texts into vectors.
+scorer turns PromptRequests into P(Yes); an "embedding" scorer turns texts into vectors; a
+"generation" scorer turns prompts into greedy text (list-wise ranking).
 Prompts, the score cache, metrics and results live outside (lm-evaluation-harness style):
 a scorer only computes. Optional abilities are explicit attributes with defaults, so the
 runner never probes with hasattr.
@@ -10,6 +11,7 @@ runner never probes with hasattr.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -22,11 +24,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..models import ModelSpec
 
 OnResult = Callable[[int, float, Dict], None]
+OnText = Callable[[int, str], None]  # (index in the prompts, generated text)
 
 
 class Scorer(ABC):
     backend: ClassVar[str]
-    kind: ClassVar[str]  # "logits" | "embedding"
+    kind: ClassVar[str]  # "logits" | "embedding" | "generation"
     supports_dry_run: ClassVar[bool] = False  # cost estimates without sending (API backends)
     concurrency: int = 1  # requests the backend works on at once (the runner sizes its chunks by it)
     adapter_info: Optional[Dict] = None  # the LoRA adapter applied, for the results
@@ -111,3 +114,39 @@ class EmbeddingScorer(Scorer):
     @abstractmethod
     def embed(self, texts: Sequence[str], role: str) -> np.ndarray:
         """(len(texts), dim) float32 vectors; role is 'user' or 'item' (E5-style prefixes)."""
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One generation as a scheme plans it (dry-run estimates): the prompt before any chat
+    wrapping and the most tokens the answer may take."""
+
+    prompt: str
+    max_new_tokens: int
+
+
+class TextGenerator(Scorer):
+    """Greedy text for prompts (the `generation` ability).
+
+    Greedy (temperature 0, no sampling) so that a rerun gives the same answer and the cache
+    may stand in for the model. A backend renders each prompt as its model expects (a chat
+    template where it applies); `render` says what exactly the model sees (the cache key)."""
+
+    kind = "generation"
+
+    @abstractmethod
+    def generate(self, prompts: Sequence[str], max_new_tokens: int,
+                 on_result: Optional[OnText] = None) -> List[str]:
+        """The generated text (the answer only, without the prompt) for each prompt, in order.
+
+        Backends that finish answers one at a time or in batches call on_result(index, text)
+        for each the moment it exists, from any thread, so the runner commits it at once."""
+
+    def render(self, prompt: str) -> str:
+        """The exact text the model is given for `prompt` (e.g. wrapped in a chat template)."""
+        return prompt
+
+    @property
+    def chat_applied(self) -> Optional[bool]:
+        """Whether prompts go through a chat format (a chat template or a chat endpoint)."""
+        return None

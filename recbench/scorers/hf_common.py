@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import weakref
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
@@ -96,14 +98,82 @@ def _has_safetensors(spec: ModelSpec) -> Optional[bool]:
     return None  # hub: transformers prefers safetensors when available
 
 
+# Library warnings that tell a recbench user nothing (message regex, category): peft looks up
+# the base model's config on the Hub when it saves adapter weights (recbench's base ids are
+# aliases or local folders, so offline or not that lookup can only fail), and peft still reads
+# an attribute that transformers has deprecated.
+LIBRARY_NOISE = (
+    (r"Unable to fetch remote file due to the following error", UserWarning),
+    (r"Could not find a config file in .* - will assume that the vocabulary was not modified", UserWarning),
+    (r"`is_gradient_checkpointing` is deprecated", FutureWarning),
+)
+
+
 def quiet_transformers() -> None:
     """recbench shows its own progress; transformers' loading bars and length warnings
-    (recbench truncates prompts itself) would only clutter stderr."""
+    (recbench truncates prompts itself) and the library noise above would only clutter stderr."""
     require("transformers", "hf", "local models")
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    for message, category in LIBRARY_NOISE:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
+def _env_on(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def offline_mode_set() -> bool:
+    return _env_on("HF_HUB_OFFLINE") or _env_on("TRANSFORMERS_OFFLINE")
+
+
+@functools.lru_cache(maxsize=None)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick request to the Hub (once per process): without it, a machine with no route
+    to the Hub spends about a minute in retries before the same error."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        from huggingface_hub import constants
+
+        endpoint = constants.ENDPOINT
+    except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
+        endpoint = "https://huggingface.co"
+    try:
+        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return True  # the server answered
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def hub_copy_only(spec: ModelSpec) -> bool:
+    """True when a Hub model must come from the local cache (offline mode, or the Hub cannot
+    be reached); raises one clear ModelError at once when it is not cached. False for local
+    folders and when the Hub is reachable (transformers downloads as usual)."""
+    if os.path.exists(spec.model_id):
+        return False
+    offline = offline_mode_set()
+    if not offline and hub_reachable():
+        return False
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(spec.model_id, spec.gguf_file or "config.json", revision=spec.revision)
+    except Exception:  # noqa: BLE001 - not a Hub id: leave the error to transformers
+        return False
+    if not isinstance(found, str):
+        why = ("offline mode is on (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE)" if offline
+               else "the Hugging Face Hub cannot be reached")
+        raise ModelError(
+            f"model '{spec.name}' ({spec.model_id}) is not in the local Hugging Face cache and {why}; "
+            f"download it once while online (hf download {spec.model_id}) or pass a local folder "
+            "with --model PATH")
+    return True
 
 
 def load_tokenizer(spec: ModelSpec, opts: LoadOptions):
@@ -111,6 +181,8 @@ def load_tokenizer(spec: ModelSpec, opts: LoadOptions):
     from transformers import AutoTokenizer
 
     kw = {"trust_remote_code": opts.trust_remote_code}
+    if hub_copy_only(spec):
+        kw["local_files_only"] = True
     if spec.revision:
         kw["revision"] = spec.revision
     if spec.gguf_file:
@@ -215,6 +287,8 @@ def load_pretrained(auto_cls, spec: ModelSpec, opts: LoadOptions):
     """Load weights with the right dtype/device; returns (model, device)."""
     device = pick_device(opts.device)
     kw = model_kwargs(spec, opts, device)
+    if hub_copy_only(spec):
+        kw["local_files_only"] = True
     try:
         model = auto_cls.from_pretrained(spec.model_id, **kw)
     except (OSError, ValueError) as exc:

@@ -17,12 +17,14 @@ from .base import EmbeddingScorer
 from .hf_common import (
     LoadOptions,
     context_limit,
+    hub_copy_only,
     is_oom,
     load_pretrained,
     load_tokenizer,
     model_revision,
     parse_batch_size,
     pick_device,
+    quiet_transformers,
     torch_module,
 )
 
@@ -56,10 +58,11 @@ class HFEmbeddingScorer(EmbeddingScorer):
 
             st = require("sentence_transformers", "hf", "sentence-transformers models")
             self.device = pick_device(self.options.device)
+            quiet_transformers()
             try:
                 self.st_model = st.SentenceTransformer(
                     spec.model_id, device=self.device, trust_remote_code=self.options.trust_remote_code,
-                    revision=spec.revision)
+                    revision=spec.revision, local_files_only=hub_copy_only(spec))
             except (OSError, ValueError) as exc:
                 raise ModelError(f"cannot load model '{spec.name}' ({spec.model_id}): {str(exc).splitlines()[0][:200]}") from None
             self.st_model.eval()
@@ -114,7 +117,9 @@ class HFEmbeddingScorer(EmbeddingScorer):
         }
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=True)["input_ids"])  # special strings split (above)
+        # special strings split (above); counting a long text before truncating it is deliberate:
+        # no "longer than the maximum ... indexing errors" warning (verbose=False)
+        return len(self.tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"])
 
     @property
     def context_budget(self) -> int:

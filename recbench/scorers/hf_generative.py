@@ -91,6 +91,45 @@ def derive_label_tokens(tokenizer, prompt: str, masked: bool = False) -> LabelTo
     )
 
 
+def _output_cache(out):
+    """The KV cache a forward pass returned: `cache` in transformers 5.x (reading the old
+    `past_key_values` name there warns), `past_key_values` before."""
+    past = getattr(out, "cache", None)
+    return past if past is not None else out.past_key_values
+
+
+def chat_wrap(tokenizer, text: str) -> str:
+    """One user turn in the model's chat template, ending with the assistant's header."""
+    return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
+def render_chat(tokenizer, request: PromptRequest, model_name: str) -> Tuple[PromptRequest, List[Tuple[int, int]]]:
+    """A causal prompt wrapped in the chat template, split where the request was (shared prefix,
+    candidate suffix), and the spans of the prompt's own text in it (the data, tokenised as
+    plain text). Every backend that renders chat prompts locally uses this, so all send the
+    same token ids."""
+    content = request.prefix + request.suffix
+    full = chat_wrap(tokenizer, content)
+    cut = full.find(request.prefix)
+    if cut >= 0 and full.startswith(content, cut):
+        spans = [(cut, cut + len(content))]
+    else:  # a chat template that edits the text: find what it kept verbatim
+        after = cut + len(request.prefix) if cut >= 0 else 0
+        tail = full.find(request.suffix, after)
+        spans = [(cut, after)] if cut >= 0 else []
+        spans += [(tail, tail + len(request.suffix))] if tail >= 0 else []
+        if cut < 0 or tail < 0:
+            pat = special_pattern(tokenizer)
+            if pat is not None and pat.search(content):
+                raise ModelError(
+                    f"the chat template of model '{model_name}' rewrites the prompt, so item text holding "
+                    "special-token strings cannot be kept plain text; run with --no-chat-template")
+    if cut < 0:
+        return PromptRequest("", full), spans
+    return PromptRequest(full[: cut + len(request.prefix)], full[cut + len(request.prefix):]), spans
+
+
 class HFGenerativeScorer(GenerativeScorer):
     backend = "hf"
 
@@ -138,6 +177,8 @@ class HFGenerativeScorer(GenerativeScorer):
         params = inspect.signature(self.model.forward).parameters
         self._takes_keep = "logits_to_keep" in params
         self._takes_pos = "position_ids" in params
+        # transformers 5.x names the KV cache argument `cache` (`past_key_values` warns, then goes)
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
         pad = self.tokenizer.pad_token_id
         if pad is None:
             pad = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
@@ -190,12 +231,8 @@ class HFGenerativeScorer(GenerativeScorer):
         return {"batch_size": self.batch_size, "prefix_reuse": self.prefix_reuse, "device": str(self.device)}
 
     # -- rendering -----------------------------------------------------------------------
-    def _chat_wrap(self, text: str) -> str:
-        return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
-
     def _chat_overhead(self) -> int:
-        return len(self.tokenizer(self._chat_wrap("x"), add_special_tokens=False)["input_ids"])
+        return len(self.tokenizer(chat_wrap(self.tokenizer, "x"), add_special_tokens=False)["input_ids"])
 
     def _answer_probe(self) -> str:
         probe = self.render(PromptRequest("User behavior sequence:\n(1) A\n", "Candidate item: B\nAnswer (Yes/No):"))
@@ -215,24 +252,7 @@ class HFGenerativeScorer(GenerativeScorer):
             return PromptRequest(request.prefix, request.suffix + " " + mask), [(0, len(content))]
         if not self.chat:
             return request, [(0, len(content))]
-        full = self._chat_wrap(content)
-        cut = full.find(request.prefix)
-        if cut >= 0 and full.startswith(content, cut):
-            spans = [(cut, cut + len(content))]
-        else:  # a chat template that edits the text: find what it kept verbatim
-            after = cut + len(request.prefix) if cut >= 0 else 0
-            tail = full.find(request.suffix, after)
-            spans = [(cut, after)] if cut >= 0 else []
-            spans += [(tail, tail + len(request.suffix))] if tail >= 0 else []
-            if cut < 0 or tail < 0:
-                pat = special_pattern(self.tokenizer)
-                if pat is not None and pat.search(content):
-                    raise ModelError(
-                        f"the chat template of model '{self.spec.name}' rewrites the prompt, so item text holding "
-                        "special-token strings cannot be kept plain text; run with --no-chat-template")
-        if cut < 0:
-            return PromptRequest("", full), spans
-        return PromptRequest(full[: cut + len(request.prefix)], full[cut + len(request.prefix):]), spans
+        return render_chat(self.tokenizer, request, self.spec.name)
 
     # -- scoring -------------------------------------------------------------------------
     def _encode(self, text: str, data: Sequence[Tuple[int, int]] = ()) -> List[int]:
@@ -365,7 +385,8 @@ class HFGenerativeScorer(GenerativeScorer):
         ids = torch.tensor([prefix_ids], device=self.device)
         kwargs = {"logits_to_keep": 1} if self._takes_keep else {}  # the prefix's logits are never read
         with torch.inference_mode():
-            past = self.model(input_ids=ids, use_cache=True, **kwargs).past_key_values
+            out = self.model(input_ids=ids, use_cache=True, **kwargs)
+        past = _output_cache(out)
         self._prefix_cache[key] = past
         while len(self._prefix_cache) > 2:
             self._prefix_cache.popitem(last=False)
@@ -403,7 +424,7 @@ class HFGenerativeScorer(GenerativeScorer):
         mask = torch.cat([torch.ones((len(batch), plen), dtype=torch.long), smask], dim=1)
         pos = plen + (smask.cumsum(dim=1) - 1).clamp(min=0)
         kwargs = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device),
-                  "past_key_values": past, "use_cache": True}
+                  self._cache_arg: past, "use_cache": True}
         if self._takes_pos:
             kwargs["position_ids"] = pos.to(self.device)
         if self._takes_keep:

@@ -15,7 +15,8 @@ from ..hashing import json_sha256
 from ..schemes import get_scheme, scheme_names
 from ..settings import DEFAULT_SEED
 
-SFT_FORMAT_VERSION = "1"  # bump when the training recipe changes what a config produces
+# the training recipe version is per scheme: Scheme.sft_recipe_version (recbench/schemes/)
+PACKING = ("auto", "off")
 SCHEDULERS = ("linear", "constant")
 DEFAULT_BATCH = 8  # micro-batch when batch_size is "auto" (halved on out-of-memory)
 
@@ -108,6 +109,10 @@ class SFTConfig:
     temperature: float = _opt(0.05, "discriminative bce: cosine / temperature is the logit", type=float)
     margin: float = _opt(0.5, "discriminative contrastive: margin on cosine distance", type=float)
     # hardware
+    packing: str = _opt("auto", "generative: run each user's shared prompt prefix once with all its candidates "
+                        "(block attention mask; same loss and gradients); auto: where the model's attention "
+                        "accepts it, else the plain path; off: always the plain path", choices=PACKING,
+                        hashed=False)
     gradient_checkpointing: bool = _opt(False, "recompute activations in the backward pass (less memory)",
                                         hashed=False)
     quantization: Optional[str] = _opt(None, "4bit: QLoRA (bitsandbytes, CUDA)", cli=False)
@@ -171,6 +176,8 @@ class SFTConfig:
             raise ConfigError("--weight-decay and --max-grad-norm must be >= 0")
         if not (self.temperature > 0):
             raise ConfigError(f"--temperature must be > 0, got {self.temperature!r}")
+        if self.packing not in PACKING:
+            raise ConfigError(f"unknown --packing '{self.packing}'" + suggest(str(self.packing), PACKING))
         if self.scheduler not in SCHEDULERS:
             raise ConfigError(f"unknown --scheduler '{self.scheduler}'" + suggest(self.scheduler, SCHEDULERS))
         if self.quantization not in (None, "4bit", "8bit"):
@@ -219,7 +226,7 @@ class SFTConfig:
         for name in ("temperature", "margin"):  # only objectives that declare them use them
             if name not in get_scheme(self.scheme).sft_settings:
                 out.pop(name, None)
-        out["format"] = SFT_FORMAT_VERSION
+        out["format"] = get_scheme(self.scheme).sft_recipe_version
         return out
 
 

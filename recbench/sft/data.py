@@ -19,6 +19,7 @@ from ..errors import DataError
 from ..prompts import PromptBuilder, PromptRequest, Template
 from ..scenarios import Scenario, get_source, load_scenario
 from .config import SFTConfig
+from .packing import prefix_length
 
 
 @dataclass
@@ -40,11 +41,15 @@ class ValidSet:
 class SFTData:
     """Training examples (all scenarios joined) and per-scenario validation sets.
 
-    Generative: train_ids[i] are the token ids of the rendered prompt. Discriminative:
-    train_pairs[i] = (user text, item text)."""
+    Generative: train_ids[i] are the token ids of the rendered prompt; its first
+    train_prefix[i] tokens are the user's shared prompt prefix (0: not splittable), the same
+    prefix for all samples of one train_groups[i] (used by prefix packing and the user-grouped
+    batch order). Discriminative: train_pairs[i] = (user text, item text)."""
 
     labels: np.ndarray
     train_ids: List[List[int]] = field(default_factory=list)
+    train_prefix: List[int] = field(default_factory=list)
+    train_groups: List[int] = field(default_factory=list)
     train_pairs: List[Tuple[str, str]] = field(default_factory=list)
     valid: List[ValidSet] = field(default_factory=list)
     info: Dict = field(default_factory=dict)
@@ -176,6 +181,9 @@ def build_data(cfg: SFTConfig, scenarios: Dict[str, Scenario], template: Templat
     """Training examples and validation sets, rendered and encoded as the evaluation does."""
     labels: List[int] = []
     train_ids: List[List[int]] = []
+    train_prefix: List[int] = []
+    train_groups: List[int] = []
+    group_of: Dict[Tuple[int, ...], int] = {}
     pairs: List[Tuple[str, str]] = []
     info: Dict = {"train": {}, "valid": {}}
     generative = scorer.kind == "logits"
@@ -189,7 +197,17 @@ def build_data(cfg: SFTConfig, scenarios: Dict[str, Scenario], template: Templat
         builder = builder_for(sc)
         if generative:
             reqs = generative_requests(sc, df, builder)
-            ids = [scorer.encode(q) for q in reqs]
+            pairs = [scorer._rendered(q) for q in reqs]  # the scorer's own encoding: item text stays plain text
+            ids = [scorer._encode(r.text, spans) for r, spans in pairs]
+            prefix_ids: Dict[str, List[int]] = {}
+            for (q, spans), full in zip(pairs, ids):
+                if q.prefix not in prefix_ids:
+                    head = [(x, min(y, len(q.prefix))) for x, y in spans if x < len(q.prefix)]
+                    prefix_ids[q.prefix] = scorer._encode(q.prefix, head) if q.prefix else []
+                plen = prefix_length(full, prefix_ids[q.prefix])
+                key = tuple(full[:plen]) if plen else (-1 - len(train_groups),)  # unsplittable: its own group
+                train_prefix.append(plen)
+                train_groups.append(group_of.setdefault(key, len(group_of)))
             train_ids.extend(ids)
             lengths = [len(x) for x in ids]
         else:
@@ -223,15 +241,26 @@ def build_data(cfg: SFTConfig, scenarios: Dict[str, Scenario], template: Templat
         }
     if not labels:
         raise DataError("no training samples were built; check --train and --max-train-samples")
-    return SFTData(np.asarray(labels, dtype=np.int64), train_ids, pairs, valid, info)
+    return SFTData(np.asarray(labels, dtype=np.int64), train_ids, train_prefix, train_groups, pairs, valid, info)
 
 
-def epoch_order(n: int, seed: int, epoch: int, per_step: int) -> np.ndarray:
+def epoch_order(n: int, seed: int, epoch: int, per_step: int, groups: Optional[Sequence[int]] = None) -> np.ndarray:
     """The shuffled sample order of one epoch, cyclically padded to whole optimizer steps.
 
-    Deterministic in (seed, epoch): a resumed run replays the same order and skips the
-    steps already taken."""
-    perm = np.random.default_rng([seed, epoch, 7]).permutation(n)
+    With `groups` (a group id per sample: one user's prompt prefix) the groups are shuffled
+    and each group's samples stay together (shuffled among themselves), so a step holds a
+    few whole users whose shared prefix packing runs once. Deterministic in (seed, epoch):
+    a resumed run replays the same order and skips the steps already taken."""
+    rng = np.random.default_rng([seed, epoch, 7])
+    if groups is not None and len(groups) == n:
+        members: Dict[int, List[int]] = {}
+        for i, g in enumerate(groups):
+            members.setdefault(int(g), []).append(i)
+        keys = list(members)
+        parts = [rng.permutation(members[keys[k]]) for k in rng.permutation(len(keys))]
+        perm = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    else:
+        perm = rng.permutation(n)
     steps = -(-n // per_step)
     need = steps * per_step
     if need > n:

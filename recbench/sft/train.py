@@ -81,6 +81,8 @@ class SFTResult:
     reused: bool = False
     train_samples_per_s: Optional[float] = None
     config: Dict = field(default_factory=dict)
+    beat_untuned: Optional[bool] = None  # None: no untuned reference (eval_at_start off)
+    memory: Dict = field(default_factory=dict)
 
     def to_dict(self) -> Dict:
         return asdict(self)
@@ -95,6 +97,7 @@ class SFTResult:
             zero_shot_valid_gauc=meta.get("zero_shot_valid_gauc"), history=meta.get("history", []),
             stopped=meta.get("stopped", ""), reused=reused,
             train_samples_per_s=(meta.get("timings") or {}).get("train_samples_per_s"), config=meta["config"],
+            beat_untuned=meta.get("beat_untuned"), memory=meta.get("memory") or {},
         )
 
 
@@ -241,6 +244,22 @@ def lora_config(cfg: SFTConfig, targets: List[str], n_layers: Optional[int], tas
                            task_type=task_type)
 
 
+def peak_memory(torch, device) -> Dict[str, float]:
+    """Peak resident memory of this process (MiB, whole process lifetime: model loading
+    included) and, on CUDA, peak allocated GPU memory of the device."""
+    out: Dict[str, float] = {}
+    try:
+        import resource
+
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS, KiB elsewhere
+        out["peak_rss_mb"] = round(kb / (2 ** 20 if sys.platform == "darwin" else 2 ** 10), 1)
+    except (ImportError, OSError, ValueError):  # no resource module (Windows)
+        pass
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        out["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1)
+    return out
+
+
 def _is_oom(exc: BaseException) -> bool:
     from ..scorers.hf_common import is_oom
 
@@ -294,6 +313,18 @@ class _Trainer:
 
     def extra_meta(self) -> Dict:
         return {}
+
+    def training_meta(self) -> Dict:
+        """Extra entries of recbench_sft.json's "training" (how the steps were computed)."""
+        return {}
+
+    def chunks(self, mine: List[int]) -> List[List[int]]:
+        """This process's samples of one step, split into forward passes (micro-batches)."""
+        return [mine[i:i + self.micro] for i in range(0, len(mine), self.micro)]
+
+    def batch_groups(self) -> Optional[List[int]]:
+        """Sample groups that an epoch's order keeps together (None: samples shuffled freely)."""
+        return None
 
     # -- setup -------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -389,11 +420,13 @@ class _Trainer:
         epoch = self.step // self.spe
         try:
             while self.step < self.total and not self.stopped:
-                order = epoch_order(n, cfg.seed, epoch, self.per_step)
+                order = epoch_order(n, cfg.seed, epoch, self.per_step, self.batch_groups())
+                share = self.per_step // self.world
                 for k in range(self.step - epoch * self.spe, self.spe):
                     idx = order[k * self.per_step:(k + 1) * self.per_step]
                     t0 = time.perf_counter()
-                    loss = self.train_step([int(i) for i in idx[self.rank::self.world]])
+                    # a contiguous share per process keeps a user's candidates together
+                    loss = self.train_step([int(i) for i in idx[self.rank * share:(self.rank + 1) * share]])
                     self.train_seconds += time.perf_counter() - t0
                     self.train_samples += len(idx)
                     self.loss_sum += loss
@@ -424,7 +457,7 @@ class _Trainer:
         torch, cfg = self.torch, self.cfg
         while True:
             self.optimizer.zero_grad(set_to_none=True)
-            chunks = [mine[i:i + self.micro] for i in range(0, len(mine), self.micro)]
+            chunks = self.chunks(mine)
             total = 0.0
             try:
                 for j, chunk in enumerate(chunks):
@@ -451,6 +484,13 @@ class _Trainer:
         return total / max(1, len(mine))
 
     # -- validation ----------------------------------------------------------------------------
+    def _bar(self, total: int, desc: str, unit: str = "sample"):
+        """A tqdm bar on stderr (main process, progress on) for a validation pass."""
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr, dynamic_ncols=True,
+                    disable=not (self.progress and self.main))
+
     def validate(self) -> Dict:
         """Valid gauc per scenario (scored by the evaluation scorer) and their mean."""
         from accelerate.utils import gather_object
@@ -481,7 +521,10 @@ class _Trainer:
         self.loss_sum, self.loss_n = 0.0, 0
         value = res["valid_gauc"]
         improved = not math.isnan(value) and (self.best is None or value > self.best)
-        entry["best"] = improved
+        entry["best"] = improved  # the best tuned validation so far (the adapter kept)
+        beats = self._beats_untuned(value)
+        if beats is not None:
+            entry["beat_untuned"] = beats
         self.history.append(entry)
         if improved:
             self.best, self.best_step, self.bad_evals = value, self.step, 0
@@ -490,14 +533,26 @@ class _Trainer:
             self.bad_evals += 1
             if self.cfg.patience and self.bad_evals >= self.cfg.patience:
                 self.stopped = "early_stopping"
+        if beats is False:  # never call an adapter worse than the untuned model "best"
+            note = f" (below the untuned {self._fmt(self.zero_shot)}"
+            note += "; best tuned so far)" if improved else f"; best tuned {self._fmt(self.best)} at step {self.best_step})"
+        elif improved:
+            note = " (best)"
+        else:
+            note = f" (best {self._fmt(self.best)} at step {self.best_step})"
         self._say(f"step {self.step} (epoch {entry['epoch']:.2f}): train loss "
-                  f"{'-' if loss is None else f'{loss:.4f}'}, valid gauc {self._fmt(value)}"
-                  + (" (best)" if improved else f" (best {self._fmt(self.best)} at step {self.best_step})"))
+                  f"{'-' if loss is None else f'{loss:.4f}'}, valid gauc {self._fmt(value)}" + note)
+
+    def _beats_untuned(self, value: Optional[float]) -> Optional[bool]:
+        """Whether a tuned valid gauc is above the untuned model's (None: no untuned reference)."""
+        if self.zero_shot is None or math.isnan(self.zero_shot) or value is None:
+            return None
+        return bool(not math.isnan(value) and value > self.zero_shot)
 
     # -- files -------------------------------------------------------------------------------------
     def _adapter_state(self):
         peft = require("peft", "sft", "fine-tuning")
-        state = peft.get_peft_model_state_dict(self.peft_model)
+        state = peft.get_peft_model_state_dict(self.peft_model, save_embedding_layers=False)  # no Hub lookup
         return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
 
     def save_best(self) -> None:
@@ -617,13 +672,16 @@ class _Trainer:
             "training": {"steps": self.step, "steps_per_epoch": self.spe, "max_steps": self.total,
                          "micro_batch": self.micro, "grad_accum": cfg.grad_accum, "world_size": self.world,
                          "effective_batch": self.per_step, "device": str(self.device),
-                         "dtype": str(next(self.net.parameters()).dtype).replace("torch.", "")},
+                         "dtype": str(next(self.net.parameters()).dtype).replace("torch.", ""),
+                         **self.training_meta()},
             "data": self.data.info,
             "history": self.history,
             "best_valid_gauc": self.best,
             "best_step": self.best_step,
             "zero_shot_valid_gauc": self.zero_shot,
+            "beat_untuned": self._beats_untuned(self.best),
             "stopped": self.stopped,
+            "memory": peak_memory(self.torch, self.device),
             "timings": {"train_s": round(self.train_seconds, 2),
                         "train_samples_per_s": round(self.train_samples / max(self.train_seconds, 1e-9), 3)},
             "evaluate_with": self._eval_command(),
@@ -631,6 +689,13 @@ class _Trainer:
         }
         from ..results import package_versions, utc_now
 
+        if meta["beat_untuned"] is False:
+            self._say(f"tuning did not beat the untuned model: best tuned valid gauc {self._fmt(self.best)} "
+                      f"(step {self.best_step}) <= untuned {self._fmt(self.zero_shot)}; the adapter is kept for "
+                      "reference, but the untuned model is the better one (recbench_sft.json: beat_untuned false)")
+        mem = meta["memory"]
+        if mem:
+            self._say("peak memory: " + ", ".join(f"{k} {v:,.0f}" for k, v in mem.items()))
         meta["packages"] = package_versions()
         meta["created"] = utc_now()
         if self.main:
@@ -653,7 +718,8 @@ class _Trainer:
             adapter_path=str(self.final), name=self.final.name, hash=self.short, model=cfg.model, scheme=cfg.scheme,
             best_valid_gauc=self.best, best_step=self.best_step, zero_shot_valid_gauc=self.zero_shot,
             history=self.history, stopped=self.stopped, reused=False,
-            train_samples_per_s=meta["timings"]["train_samples_per_s"], config=cfg.public())
+            train_samples_per_s=meta["timings"]["train_samples_per_s"], config=cfg.public(),
+            beat_untuned=meta["beat_untuned"], memory=meta["memory"])
 
     def _eval_command(self) -> str:
         cfg = self.cfg
@@ -710,7 +776,73 @@ class GenerativeTrainer(_Trainer):
     def extra_meta(self) -> Dict:
         return {"labels": self.labels.as_dict()}
 
+    # -- prefix packing (recbench/sft/packing.py) -------------------------------------------------
+    def setup(self) -> None:
+        super().setup()
+        self.packed, self.pack_keep, self.pack_note = False, False, "off (--packing off)"
+        if self.cfg.packing != "off":
+            self.packed, self.pack_keep, self.pack_note = self.packing_support()
+            if not self.packed:
+                self.pack_note = f"off: {self.pack_note}; the plain path runs every prompt in full"
+        lengths = [len(x) for x in self.data.train_ids]
+        self.max_len = max(lengths) if lengths else 1
+        emb = self.net.get_input_embeddings().weight.dtype
+        self.mask_dtype = emb if emb.is_floating_point else self.torch.float32
+        self._say("prefix packing: " + (f"on ({self.pack_note})" if self.packed else self.pack_note))
+
+    def packing_support(self):
+        """(supported, use logits_to_keep, why): static checks, then a probe on training tokens."""
+        from .packing import check_support
+
+        sc = self.scorer
+        return check_support(self.torch, self.net, takes_pos=sc._takes_pos, takes_keep=sc._takes_keep,
+                             masked=sc.masked, pad_id=sc.pad_id, probe_ids=self.data.train_ids[:1] +
+                             self.data.train_ids[-1:])
+
+    def training_meta(self) -> Dict:
+        return {"packing": self.packed, "packing_note": self.pack_note,
+                "batch_order": "users (each user's candidates together, users shuffled)"}
+
+    def batch_groups(self) -> Optional[List[int]]:
+        return list(self.data.train_groups) or None
+
+    def pack_limits(self):
+        """(tokens per packed row, padded tokens per forward pass). A forward pass never holds
+        more tokens than a plain micro-batch of the longest samples would; both shrink with
+        the micro-batch on out-of-memory."""
+        from .packing import MIN_ROW_TOKENS, PACK_FACTOR
+
+        budget = self.micro * self.max_len
+        return min(max(PACK_FACTOR * self.max_len, MIN_ROW_TOKENS), budget), budget
+
+    def chunks(self, mine: List[int]) -> List[List[int]]:
+        if not self.packed:
+            return super().chunks(mine)
+        from .packing import plan_chunks
+
+        row, budget = self.pack_limits()
+        d = self.data
+        return plan_chunks(mine, d.train_ids, d.train_prefix, d.train_groups, row, budget)
+
     def loss_on(self, idx: Sequence[int]):
+        if self.packed:
+            return self.packed_loss(idx)
+        return self.plain_loss(idx)
+
+    def packed_loss(self, idx: Sequence[int]):
+        """BCE on P(Yes) over packed rows: each user's prefix once, its candidates behind it."""
+        from .packing import answer_logits, pack_rows, packed_inputs
+
+        torch, d = self.torch, self.data
+        rows = pack_rows(idx, d.train_ids, d.train_prefix, d.train_groups, self.pack_limits()[0])
+        batch = packed_inputs(torch, rows, self.scorer.pad_id, self.mask_dtype, self.device)
+        last = answer_logits(torch, self.ddp, batch, self.pack_keep)
+        y = torch.tensor(d.labels[batch.samples], dtype=torch.float32, device=self.device)
+        diff = last[:, self.labels.yes_id].float() - last[:, self.labels.no_id].float()
+        return torch.nn.functional.binary_cross_entropy_with_logits(diff, y)
+
+    def plain_loss(self, idx: Sequence[int]):
+        """BCE on P(Yes), every prompt in full (left padding, as the scorer)."""
         torch = self.torch
         sc = self.scorer
         seqs = [self.data.train_ids[i] for i in idx]
@@ -741,14 +873,16 @@ class GenerativeTrainer(_Trainer):
         self.scorer._prefix_cache.clear()  # prefix KV caches are stale after an update
         scores: List[float] = []
         users = vs.users
-        step = 256
+        step = 64
         start = lo
-        while start < hi:  # chunks ending at a user boundary keep each user's prefix together
-            end = min(hi, start + step)
-            while end < hi and users[end] == users[end - 1]:
-                end += 1
-            scores.extend(self.scorer.score_detailed(vs.requests[start:end])[0])
-            start = end
+        with self._bar(hi - lo, f"valid {vs.scenario}") as bar:
+            while start < hi:  # chunks ending at a user boundary keep each user's prefix together
+                end = min(hi, start + step)
+                while end < hi and users[end] == users[end - 1]:
+                    end += 1
+                scores.extend(self.scorer.score_detailed(vs.requests[start:end])[0])
+                bar.update(end - start)
+                start = end
         self.scorer._prefix_cache.clear()
         return np.asarray(scores, dtype=np.float64)
 
@@ -814,8 +948,16 @@ class DiscriminativeTrainer(_Trainer):
         du, di = list(dict.fromkeys(users)), list(dict.fromkeys(items))
         if not du:
             return np.zeros(0)
-        U = self.scorer.embed(du, "user").astype(np.float64)
-        V = self.scorer.embed(di, "item").astype(np.float64)
+        step = 256
+        with self._bar(len(du) + len(di), f"valid {vs.scenario}", unit="text") as bar:
+            parts = {}
+            for kind, texts in (("user", du), ("item", di)):
+                out = []
+                for a in range(0, len(texts), step):
+                    out.append(self.scorer.embed(texts[a:a + step], kind))
+                    bar.update(len(texts[a:a + step]))
+                parts[kind] = np.concatenate(out, axis=0).astype(np.float64)
+        U, V = parts["user"], parts["item"]
         U /= np.clip(np.linalg.norm(U, axis=1, keepdims=True), 1e-12, None)
         V /= np.clip(np.linalg.norm(V, axis=1, keepdims=True), 1e-12, None)
         ui = {t: k for k, t in enumerate(du)}

@@ -11,6 +11,7 @@ from .base import Task
 # name -> "module:Class" (imported when used)
 TASKS: Dict[str, str] = {
     "ctr": "recbench.tasks.ctr:CTRTask",
+    "seqrec": "recbench.tasks.seqrec:SeqRecTask",
 }
 DEFAULT_TASK = "ctr"
 

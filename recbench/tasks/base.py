@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Callable, ClassVar, Dict, List, Optional, Tupl
 import numpy as np
 import pandas as pd
 
-from ..types import UserGroup
+from ..scenarios.base import PROTOCOL_VERSION
+from ..types import Catalogue, UserGroup
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import RunConfig
@@ -26,6 +27,7 @@ class Task(ABC):
     description: ClassVar[str]
     headline: ClassVar[str]  # the leaderboard's default metric
     table_columns: ClassVar[Tuple[str, ...]]  # metrics shown first in tables
+    protocol_version: ClassVar[str] = PROTOCOL_VERSION  # of the task's split and metrics (results record it)
 
     @abstractmethod
     def load(self, scenario: str, cfg: "RunConfig", progress: Optional[Callable[[str], None]] = None) -> "Scenario":
@@ -55,6 +57,28 @@ class Task(ABC):
     def results_dir(self, scheme_dir: Path) -> Path:
         """Where this task's results files go under <output>/<model>/<scheme>/."""
         return scheme_dir / self.name
+
+    def variant(self, cfg: "RunConfig") -> str:
+        """Results-folder suffix for task settings that make a run a variant of the default
+        (so such a run never overwrites the default run's results)."""
+        return ""
+
+    def catalogue(self, samples: pd.DataFrame) -> Optional[Catalogue]:
+        """The catalogue to rank whole, for schemes that can (None: score the groups' slots)."""
+        return None
+
+    def load_scenario(self, name: str, raw_dir=None, **kwargs) -> "Scenario":
+        """`recbench.load_scenario(name, task=...)` for a task with a split of its own."""
+        from ..errors import ConfigError
+
+        raise ConfigError(f"task '{self.name}' builds no split of its own; use load_scenario(name)")
+
+    def may_cut_groups(self, cfg: "RunConfig") -> bool:
+        """Whether a scheme that shows only k candidates per prompt (listwise) may show a
+        group's first k: true when the first ones are what must be shown and the rest are
+        exchangeable (target first, then random negatives); false when the order follows the
+        labels or means nothing (a whole catalogue in item order)."""
+        return True
 
     def item_ids(self, samples: pd.DataFrame) -> List[str]:
         """Every item a prompt may show (for the missing-text check)."""

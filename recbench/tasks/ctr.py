@@ -70,5 +70,8 @@ class CTRTask(Task):
         out["score"] = scores
         return out
 
+    def may_cut_groups(self, cfg) -> bool:
+        return False  # a user's positives come first: showing only the first k would favour them
+
     def results_dir(self, scheme_dir: Path) -> Path:
         return scheme_dir  # the original layout: <model>/<scheme>/<scenario>.json
