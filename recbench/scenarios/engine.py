@@ -760,12 +760,12 @@ class Session:
         if not any(st == "?" for st, _, _ in stats) and not firsts:
             return True
         # the narrow pass: the lines handed to Python, and the first line of each SQL reason
-        rel = _arrow(self.con.sql(f"SELECT rowid AS r, t FROM \"{tab.name}_sql\" WHERE st = '?' ORDER BY rowid"))
-        ranks = rel.column("r").to_numpy()
-        texts = rel.column("t").to_pylist()
+        table = f'"{tab.name}_sql"'
+        ranks = _arrow(self.con.sql(f"SELECT rowid AS r FROM {table} WHERE st = '?' ORDER BY rowid")).column("r")
         expect = {pos >> SHIFT: st for pos, st in firsts.items()}
-        todo = np.union1d(ranks, np.fromiter(expect, dtype=np.int64, count=len(expect)))
-        text_of = dict(zip(ranks[:1000].tolist(), texts[:1000]))
+        todo = np.union1d(ranks.to_numpy(), np.fromiter(expect, dtype=np.int64, count=len(expect)))
+        # the text DuckDB read, for the first lines handed to Python: a check on the ranks
+        text_of = dict(self.q(f"SELECT rowid, t FROM {table} WHERE st = '?' ORDER BY rowid LIMIT 1000"))
         limit = self._first_unknown_rank(tab) if strict else None
         for rank, ln, raw in iter_ranked_lines(path, todo):
             if limit is not None and rank > limit:
