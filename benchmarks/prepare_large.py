@@ -323,11 +323,17 @@ def generate(layout: str, folder: Path, args, log) -> dict:
     return write_movielens(folder, target, args.seed, args.users or 160_000, args.items or 60_000, log)
 
 
+def machine() -> str:
+    """Cores and load: on a shared machine the wall-clock numbers depend on both."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return f"{os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)"
+
+
 def report(layout: str, gen: dict, runs: Dict[str, dict], args) -> bool:
     """Print one layout's table; True when every target is met."""
     limit_mb = args.limit_gb * 1024
     print(f"\n== {layout}: {gen['file']} ({gen['bytes'] / GIB:.2f} GiB, {gen['bytes'] / 1e9:.2f} GB), "
-          f"generated in {gen['seconds']:.1f}s")
+          f"generated in {gen['seconds']:.1f}s; machine: {machine()}")
     ok = True
     for engine, r in runs.items():
         if "error" in r:
@@ -402,7 +408,7 @@ def main(argv=None) -> int:
             log(f"generated {gen['bytes'] / GIB:.2f} GiB ({gen['rows'] or 0:,} rows) in {gen['seconds']:.1f}s")
             runs = {}
             for engine in engines:
-                log(f"running load_scenario({layout!r}, engine={engine!r}) in a subprocess ...")
+                log(f"running load_scenario({layout!r}, engine={engine!r}) in a subprocess ({machine()}) ...")
                 runs[engine] = run_child(layout, folder, engine, args)
             ok = report(layout, gen, runs, args) and ok
             if own_dir and not args.keep:

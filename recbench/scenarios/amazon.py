@@ -221,7 +221,7 @@ class AmazonSource(RawSource):
             path, fields, seconds, expected, scale = self._review_setup()
             literal = self._check(path, expected)
             assert not literal
-            time_sql = lambda v: f"({E.json_number(v, integer=True)} * CAST({scale!r} AS DOUBLE))"  # noqa: E731
+            time_sql = lambda v: f"({E.json_number(v)} * CAST({scale!r} AS DOUBLE))"  # noqa: E731
             bad_time = lambda v: f"({v} IN ('null', '\"\"') OR {E.json_is(v, 'object', 'array')})"  # noqa: E731
             return E.LineSpec(E.EVENT_COLUMNS, review_sql(fields, time_sql, AMAZON_LABEL_SQL, bad_time),
                               E.event_rows(self._line_events(path.name, fields, seconds, literal)),

@@ -100,20 +100,23 @@ def json_text(value: str) -> str:
 
 def json_is(value: str, *kinds: str) -> str:
     """SQL: a raw JSON value (as from_json(..., 'JSON') gives it) is one of the kinds:
-    null, bool, string, object, array, number. NULL (no value) is none of them."""
-    first = {"null": "'n'", "bool": "'t', 'f'", "string": "'\"'", "object": "'{'", "array": "'['",
-             "number": "'-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'"}
-    return f"coalesce(left({value}, 1) IN ({', '.join(first[k] for k in kinds)}), false)"
+    null, bool, string, object, array, number. NULL (no value) is none of them.
+    (Comparisons of its first character's code, not an IN list: DuckDB turns a long IN
+    list into a join, and a join would cost the JSON reader its order; see Session.)"""
+    c = f"ascii({value})"
+    first = {"null": f"{c} = 110", "bool": f"{c} = 116 OR {c} = 102", "string": f"{c} = 34", "object": f"{c} = 123",
+             "array": f"{c} = 91", "number": f"{c} = 45 OR {c} BETWEEN 48 AND 57"}
+    return f"coalesce({' OR '.join(first[k] for k in kinds)}, false)"
 
 
-def json_number(value: str, integer: bool = False) -> str:
-    """SQL: a plain JSON number (no exponent, at most 15 digits a side) as DOUBLE, else NULL.
+def json_number(value: str) -> str:
+    """SQL: a finite JSON number (as from_json(..., 'JSON') writes it) as DOUBLE, else NULL.
 
-    Such numbers read the same in Python (float(int) or float(literal), both exact or
-    correctly rounded) and in DuckDB; anything else goes to Python.
+    Python reads a JSON number as int or float, and float() of either is correctly rounded,
+    as DuckDB's cast is: the same double. Infinite ones (1e999) go to Python.
     """
-    pattern = r"-?[0-9]{1,15}" if integer else r"-?[0-9]{1,15}(\.[0-9]{1,15})?"
-    return f"(CASE WHEN regexp_full_match({value}, '{pattern}') THEN CAST({value} AS DOUBLE) END)"
+    x = f"TRY_CAST({value}::VARCHAR AS DOUBLE)"
+    return f"(CASE WHEN {json_is(value, 'number')} AND isfinite({x}) THEN {x} END)"
 
 
 def text_number(expr: str, integer: bool = False, signed: bool = True) -> str:
@@ -140,9 +143,14 @@ def json_line_ok(t: str) -> str:
     keys (Python keeps the last, DuckDB the first) are caught by json_fields.
     """
     nan = r"[-+]?(?:[nN][aA][nN]|[iI][nN][fF](?:[iI][nN][iI][tT][yY])?)[ \t\n\r]*[,\]}]"
-    return (f"(starts_with({t}, '{{') AND NOT regexp_matches({t}, ',[ \\t\\n\\r]*(?:[}}\\]]|{nan})') "
+    full = (f"NOT regexp_matches({t}, ',[ \\t\\n\\r]*(?:[}}\\]]|{nan})') "
             f"AND NOT regexp_matches({t}, ':[ \\t\\n\\r]*{nan}') "
-            f"AND NOT (contains({t}, '[') AND regexp_matches({t}, '\\[[ \\t\\n\\r]*{nan}')))")
+            f"AND NOT (contains({t}, '[') AND regexp_matches({t}, '\\[[ \\t\\n\\r]*{nan}'))")
+    # Quick path for a flat object (no array, no object as a value: one scan from each ':'
+    # finds both that and a nan/inf value): a trailing comma can only stand before its last brace.
+    flat = f"NOT contains({t}, '[') AND regexp_extract({t}, ':[ \\t\\n\\r]*(\\{{|{nan})', 1) = ''"
+    return (f"(starts_with({t}, '{{') AND CASE WHEN {flat} "
+            f"THEN NOT regexp_matches({t}, ',[ \\t\\n\\r]*}}[ \\t\\n\\r]*$') ELSE {full} END)")
 
 
 def json_fields(t: str, keys: Sequence[str]) -> str:
@@ -296,7 +304,10 @@ def iter_ranked_lines(path: Path, ranks: np.ndarray) -> Iterator[Tuple[int, int,
     if len(ranks) == 0:
         return
     for block in iter_line_blocks(path):
-        counts = np.cumsum(block.nonblank())
+        nonblank = block.nonblank()
+        if block.first == 1 and len(block) and block.raw(1).startswith(b"\xef\xbb\xbf"):
+            nonblank[0] = bool(block.raw(1)[3:].strip())  # DuckDB skips a BOM at the start of the file
+        counts = np.cumsum(nonblank)
         total = int(counts[-1]) if len(counts) else 0
         while i < len(ranks) and ranks[i] < seen + total:
             line = int(np.searchsorted(counts, ranks[i] - seen + 1))
@@ -574,9 +585,10 @@ class _Fatal:
 
 @dataclass
 class _Table:
-    """One table being filled: `name`_sql holds what the SQL read (its st marks the rows
-    left out and the lines handed to Python), `name`_py the rows of the Python-read lines,
-    and the view `name` the kept rows of both (pos, ln, columns)."""
+    """One table being filled: `name`_sql holds what the SQL read (st marks the rows left
+    out and the lines handed to Python; their first two columns are NULL), `name`_py the
+    rows of the Python-read lines, and the view `name` both (pos, ln, columns): a row whose
+    first column (user, key) is NULL is not one."""
 
     name: str
     spec: LineSpec
@@ -731,19 +743,13 @@ class Session:
         as a text file."""
         import duckdb
 
-        spec = tab.spec
-        with open(path, "rb") as fh:
-            compression = "gzip" if fh.read(2) == GZIP_MAGIC else "none"
-        lines = ("SELECT t AS ln, t FROM (SELECT json::VARCHAR AS t FROM read_ndjson_objects($path, "
-                 f"compression='{compression}', ignore_errors=true))")
         self._create(tab, pos=False)
+        create, params = self.json_lines_create(path, tab.name, tab.spec)
         try:
             self.con.execute("SET preserve_insertion_order = true")  # rowid = rank in the file
-            self.con.execute(
-                f'CREATE OR REPLACE TABLE "{tab.name}_sql" AS WITH lines AS ({lines}) '
-                f"SELECT st, {tab.kept_cols}, CASE WHEN st = '?' THEN left(ln, 80) END AS t "
-                f"FROM ({spec.query()})",
-                {"path": str(path)})
+            if not self.keeps_order(create, params):
+                return False
+            self.con.execute(create, params)
         except duckdb.Error:
             return False
         finally:
@@ -754,12 +760,12 @@ class Session:
         if not any(st == "?" for st, _, _ in stats) and not firsts:
             return True
         # the narrow pass: the lines handed to Python, and the first line of each SQL reason
-        rel = _arrow(self.con.sql(f"SELECT rowid AS r, t FROM \"{tab.name}_sql\" WHERE st = '?' ORDER BY rowid"))
-        ranks = rel.column("r").to_numpy()
-        texts = rel.column("t").to_pylist()
+        table = f'"{tab.name}_sql"'
+        ranks = _arrow(self.con.sql(f"SELECT rowid AS r FROM {table} WHERE st = '?' ORDER BY rowid")).column("r")
         expect = {pos >> SHIFT: st for pos, st in firsts.items()}
-        todo = np.union1d(ranks, np.fromiter(expect, dtype=np.int64, count=len(expect)))
-        text_of = dict(zip(ranks[:1000].tolist(), texts[:1000]))
+        todo = np.union1d(ranks.to_numpy(), np.fromiter(expect, dtype=np.int64, count=len(expect)))
+        # the text DuckDB read, for the first lines handed to Python: a check on the ranks
+        text_of = dict(self.q(f"SELECT rowid, t FROM {table} WHERE st = '?' ORDER BY rowid LIMIT 1000"))
         limit = self._first_unknown_rank(tab) if strict else None
         for rank, ln, raw in iter_ranked_lines(path, todo):
             if limit is not None and rank > limit:
@@ -773,6 +779,25 @@ class Session:
                 break
         self._flush(tab)
         return True
+
+    @staticmethod
+    def json_lines_create(path: Path, name: str, spec: LineSpec) -> Tuple[str, dict]:
+        """The statement filling `name`_sql from DuckDB's JSON reader, and its parameters."""
+        with open(path, "rb") as fh:
+            compression = "gzip" if fh.read(2) == GZIP_MAGIC else "none"
+        lines = ("SELECT t AS ln, t FROM (SELECT json::VARCHAR AS t FROM read_ndjson_objects($path, "
+                 f"compression='{compression}', ignore_errors=true))")
+        tab = _Table(name, spec, Path(path).name)
+        create = (f'CREATE OR REPLACE TABLE "{name}_sql" AS WITH lines AS ({lines}) '
+                  f"SELECT st, {tab.kept_cols}, CASE WHEN st = '?' THEN left(ln, 80) END AS t FROM ({spec.query()})")
+        return create, {"path": str(path)}
+
+    def keeps_order(self, create: str, params) -> bool:
+        """The CREATE TABLE keeps the reader's order (DuckDB inserts in batches in file order):
+        true unless the query holds an operator that does not keep order (a join, ...), and
+        then the rowids would not be ranks. Checked on the plan, before reading."""
+        plan = " ".join(str(row[-1]) for row in self.con.execute("EXPLAIN " + create, params).fetchall())
+        return "Batch Create Table As" in plan or "BATCH_CREATE_TABLE_AS" in plan
 
     @staticmethod
     def _check_rank(tab: _Table, path: Path, ln: int, raw: bytes, text: Optional[str]) -> None:
@@ -829,7 +854,7 @@ class Session:
             except duckdb.Error:  # DuckDB refuses what Python decoded: cut those lines in Python
                 for tab in tabs:
                     self.con.execute(f'DELETE FROM "{tab.name}_sql" WHERE pos >= ? AND pos < ?', [lo, hi])
-                good = []
+                good_ids = set()
             for c in batch:
                 if id(c) not in good_ids:
                     blocks[c.first] = c.block()
