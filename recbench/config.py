@@ -161,6 +161,8 @@ class RunConfig:
         d = public_dict(self)
         d.pop("scenario_options", None)
         if d.get("base_url"):  # credentials typed into the URL never reach results
+            from .scorers.api.endpoint import public_url
+
             d["base_url"] = public_url(d["base_url"])
         return d
 
@@ -174,18 +176,3 @@ class RunConfig:
         meta.pop("group", None)
         return field(default=default, metadata=meta)
 
-
-def public_url(url: str) -> str:
-    """The URL without userinfo, query or fragment (where keys get typed by mistake)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "<invalid url>"
-    if not parts.scheme or not host:
-        return "<invalid url>"
-    netloc = host + (f":{port}" if port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

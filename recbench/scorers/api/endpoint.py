@@ -38,13 +38,16 @@ class Scrubber:
 
 
 def public_url(url: str) -> str:
-    """scheme://host[:port]/path without credentials, query or fragment (never raises)."""
+    """scheme://host[:port]/path without credentials, query or fragment (never raises; a URL
+    without scheme and host is never echoed: it may be a pasted key)."""
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
         port = parts.port
     except ValueError:
-        return ""
+        return "<invalid url>"
+    if not parts.scheme or not host:
+        return "<invalid url>"
     if ":" in host:
         host = f"[{host}]"  # IPv6
     if port:
