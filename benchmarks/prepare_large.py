@@ -1,21 +1,29 @@
-"""Does preparing a scenario from a multi-GB raw file stay within memory?
+"""How fast, and in how much memory, does a multi-GB raw file become a scenario?
 
-Generates a large raw file in an official layout, then runs ``load_scenario`` on it in a
-subprocess and reports wall time, rows/s and the child's peak RSS against the limit
-(PROTOCOL §2: very large raw files must be streamed; memory must not grow with file size).
+Generates large raw files in official layouts, then runs ``load_scenario`` on each with the
+old Python reader (engine="python") and the columnar engine (engine="duckdb"), each in its
+own subprocess, and reports rows/s, CPU seconds and peak RSS side by side, checks that both
+built the same test and fine-tuning samples (data fingerprints and bad-row counts), and
+projects the time for the real Goodreads interactions file (228M rows).
 
-    python benchmarks/prepare_large.py                 # 1 GB Yelp review file
-    python benchmarks/prepare_large.py --gb 3 --keep --dir /data/yelp-synth
-    python benchmarks/prepare_large.py --layout movielens --gb 0.2
+    python benchmarks/prepare_large.py                         # 1 GB Yelp + 1 GB Goodreads layouts
+    python benchmarks/prepare_large.py --layout yelp --gb 0.2
+    python benchmarks/prepare_large.py --layout goodreads --gb 3 --keep --dir /data/synth
+    python benchmarks/prepare_large.py --engines duckdb        # the new engine only
 
 Layouts:
   yelp       yelp_academic_dataset_review.json (JSON lines, ~600-byte review texts, heavy-
              tailed users/businesses: 1.5M users, 150k businesses by default) and
              yelp_academic_dataset_business.json
+  goodreads  goodreads_interactions_dedup.json (JSON lines as published, ~330 bytes a row,
+             heavy-tailed users/books: 300k users, 400k books by default) and
+             goodreads_book_works.json (best_book_id, original_title; some titles blank)
   movielens  ratings.csv (userId,movieId,rating,timestamp, grouped by user as published)
              and movies.csv
 
-Exit status: 0 PASS, 1 FAIL (peak RSS over --limit-gb).
+Targets (issue 13): the columnar engine >= 10x the old rows/s, peak RSS < --limit-gb, and
+the same samples. Exit status: 0 PASS, 1 FAIL. Timings on a shared machine are noisy; the
+CPU-seconds columns are less so.
 """
 
 from __future__ import annotations
@@ -23,13 +31,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Dict
 
 import numpy as np
 
@@ -160,6 +168,78 @@ def write_yelp(folder: Path, target_bytes: int, seed: int, n_users: int, n_busin
             "users": n_users, "items": n_businesses, "seconds": time.perf_counter() - t0}
 
 
+MONTHS = np.array(["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"])
+DAYS = np.array(["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"])
+
+
+def goodreads_dates(rng: np.random.Generator, n: int) -> np.ndarray:
+    """n date_added strings as Goodreads writes them ("Thu Dec 17 11:10:42 -0800 2015")."""
+    start = np.datetime64("2007-01-01T00:00:00").astype(np.int64)
+    span = np.datetime64("2017-11-01T00:00:00").astype(np.int64) - start
+    secs = (start + rng.integers(0, span, size=n)).astype("datetime64[s]")
+    days = secs.astype("datetime64[D]")
+    iso = np.datetime_as_string(secs, unit="s")
+    weekday = DAYS[(days.astype(np.int64) + 3) % 7]  # 1970-01-01 was a Thursday
+    month = MONTHS[np.array([int(t[5:7]) for t in iso]) - 1]
+    offsets = np.array(["-0700", "-0800", "-0500", "+0000", "+0100", "+0530"])[rng.integers(0, 6, size=n)]
+    return np.array([f"{w} {m} {t[8:10]} {t[11:19]} {o} {t[:4]}"
+                     for w, m, t, o in zip(weekday, month, iso, offsets)])
+
+
+def write_goodreads(folder: Path, target_bytes: int, seed: int, n_users: int, n_books: int, log) -> dict:
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    hexchars = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+    users = [bytes(row).decode() for row in hexchars[rng.integers(0, 16, size=(n_users, 32))]]
+    books = rng.permutation(np.arange(1, 30_000_000))[:n_books].astype(str)
+    # works: most books are the best book of a work; some titles are blank (left out by rule)
+    best = rng.random(n_books) < 0.85
+    with open(folder / "goodreads_book_works.json", "w", encoding="utf-8", newline="\n") as fh:
+        chunk = []
+        for k in np.flatnonzero(best):
+            title = "" if k % 50 == 0 else f"{NAME_A[k % 20]} {NAME_B[(k // 20) % 20]} Chronicles, Vol. {k}"
+            chunk.append('{"books_count": "%d", "reviews_count": "%d", "text_reviews_count": "%d", '
+                         '"work_id": "%d", "best_book_id": "%s", "original_title": %s, "original_language_id": ""}\n'
+                         % (1 + k % 9, k % 5000, k % 300, 1000000 + k, books[k], json.dumps(title)))
+            if len(chunk) >= 50_000:
+                fh.write("".join(chunk))
+                chunk = []
+        fh.write("".join(chunk))
+    dates = goodreads_dates(rng, 50_000)
+    rid = [bytes(row).decode() for row in hexchars[rng.integers(0, 16, size=(4096, 32))]]
+    log(f"ids and dates ready in {time.perf_counter() - t0:.1f}s")
+    path = folder / "goodreads_interactions_dedup.json"
+    written = rows = 0
+    batch = 200_000
+    with open(path, "w", encoding="utf-8", newline="\n") as fh:
+        while written < target_bytes:
+            u = heavy_tailed(rng, n_users, batch, 0.6)
+            b = heavy_tailed(rng, n_books, batch, 0.8)
+            read = rng.random(batch) < 0.5
+            rating = np.where(read, rng.integers(0, 6, size=batch), 0)
+            d = rng.integers(0, len(dates), size=batch)
+            r = rng.integers(0, len(rid), size=batch)
+            lines = [
+                '{"user_id": "%s", "book_id": "%s", "review_id": "%s", "is_read": %s, "rating": %d, '
+                '"review_text_incomplete": "", "date_added": "%s", "date_updated": "%s", "read_at": "", '
+                '"started_at": ""}\n'
+                % (users[u[k]], books[b[k]], rid[r[k]], "true" if read[k] else "false", rating[k], dates[d[k]],
+                   dates[d[k]])
+                for k in range(batch)
+            ]
+            if rows == 0:  # damaged rows, as real dumps have: skipped and counted, never fatal
+                lines[3] = lines[3][: len(lines[3]) // 2] + "\n"
+                lines[8] = lines[8].replace('"date_added": "', '"date_added": "sometime ')
+            data = "".join(lines)
+            fh.write(data)
+            written += len(data)
+            rows += batch
+            if rows % 1_000_000 == 0:
+                log(f"  {rows:,} interactions, {written / GIB:.2f} GiB")
+    return {"file": str(path), "bytes": path.stat().st_size, "rows": rows, "users": n_users,
+            "items": n_books, "seconds": time.perf_counter() - t0}
+
+
 def write_movielens(folder: Path, target_bytes: int, seed: int, n_users: int, n_items: int, log) -> dict:
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
@@ -191,93 +271,155 @@ def write_movielens(folder: Path, target_bytes: int, seed: int, n_users: int, n_
 
 
 CHILD = r"""
-import json, sys, time
+import json, resource, sys, time
 from recbench.scenarios import load_scenario
-name, folder, num_test, num_finetune = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+name, folder, num_test, num_finetune, engine = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 t0 = time.perf_counter()
-sc = load_scenario(name, folder, seed=2024, num_test=num_test, num_finetune=num_finetune,
-                   use_cache=False, progress=lambda m: print(f"[{time.perf_counter() - t0:7.1f}s] {m}",
-                                                           file=sys.stderr, flush=True))
+sc = load_scenario(name, folder, seed=2024, num_test=num_test, num_finetune=num_finetune, use_cache=False,
+                   engine=engine, progress=lambda m: print(f"[{engine} {time.perf_counter() - t0:7.1f}s] {m}",
+                                                            file=sys.stderr, flush=True))
 s = sc.summary()
 s["seconds"] = time.perf_counter() - t0
 s["users_total"] = sc.info.get("users_total")
+s["finetune_fingerprint"] = sc.info.get("finetune_fingerprint")
+r = resource.getrusage(resource.RUSAGE_SELF)
+s["cpu_seconds"] = r.ru_utime + r.ru_stime
+s["peak_rss_kib"] = r.ru_maxrss // (1024 if sys.platform == "darwin" else 1)
 print(json.dumps(s, default=str))
 """
+
+BIG_FILE = {"yelp": "yelp_academic_dataset_review.json", "goodreads": "goodreads_interactions_dedup.json",
+            "movielens": "ratings.csv"}
+GOODREADS_ROWS = 228_648_342  # goodreads_interactions_dedup.json, UCSD Book Graph
+
+
+def run_child(layout: str, folder: Path, engine: str, args) -> dict:
+    env = dict(os.environ)
+    repo = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = repo + os.pathsep + env.get("PYTHONPATH", "")
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, layout, str(folder), str(args.num_test), str(args.num_finetune), engine],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        return {"error": f"load_scenario exited with status {proc.returncode}", "wall": wall}
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["wall"] = wall
+    return out
+
+
+def generate(layout: str, folder: Path, args, log) -> dict:
+    target = int(args.gb * GIB)
+    if args.reuse:
+        big = folder / BIG_FILE[layout]
+        return {"file": str(big), "bytes": big.stat().st_size, "rows": None, "seconds": 0.0}
+    log(f"generating {args.gb} GiB of {layout} in {folder}")
+    if layout == "yelp":
+        return write_yelp(folder, target, args.seed, args.users or 1_500_000, args.items or 150_000, log)
+    if layout == "goodreads":
+        return write_goodreads(folder, target, args.seed, args.users or 300_000, args.items or 400_000, log)
+    return write_movielens(folder, target, args.seed, args.users or 160_000, args.items or 60_000, log)
+
+
+def machine() -> str:
+    """Cores and load: on a shared machine the wall-clock numbers depend on both."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return f"{os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)"
+
+
+def report(layout: str, gen: dict, runs: Dict[str, dict], args) -> bool:
+    """Print one layout's table; True when every target is met."""
+    limit_mb = args.limit_gb * 1024
+    print(f"\n== {layout}: {gen['file']} ({gen['bytes'] / GIB:.2f} GiB, {gen['bytes'] / 1e9:.2f} GB), "
+          f"generated in {gen['seconds']:.1f}s; machine: {machine()}")
+    ok = True
+    for engine, r in runs.items():
+        if "error" in r:
+            print(f"{engine:7s} FAILED: {r['error']}")
+            ok = False
+            continue
+        rows = r.get("rows_read") or 0
+        r["rows_per_s"] = rows / r["wall"]
+        print(f"{engine:7s} {r['wall']:7.1f}s wall  {r['cpu_seconds']:7.1f}s CPU  {r['rows_per_s']:>10,.0f} rows/s  "
+              f"{rows / max(r['cpu_seconds'], 1e-9):>10,.0f} rows/CPU-s  peak RSS {r['peak_rss_kib'] / 1024:6,.0f} MB"
+              f"  ({rows:,} rows, {r['test']['samples']:,} test / {r['finetune']['samples']:,} fine-tuning samples)")
+        if r["peak_rss_kib"] / 1024 > limit_mb and engine == "duckdb":
+            ok = False
+    good = {e: r for e, r in runs.items() if "error" not in r}
+    if "duckdb" in good:
+        new = good["duckdb"]
+        print(f"skipped by reason (duckdb): {new.get('skipped')}; dropped by rule: {new.get('dropped_by_rule')}")
+        print(f"peak RSS (duckdb) {new['peak_rss_kib'] / 1024:,.0f} MB: "
+              + ("PASS" if new["peak_rss_kib"] / 1024 <= limit_mb else "FAIL") + f" (limit {limit_mb:,.0f} MB)")
+        if layout == "goodreads":
+            hours = GOODREADS_ROWS / new["rows_per_s"] / 3600
+            print(f"projected for the real Goodreads file ({GOODREADS_ROWS:,} rows): {hours * 60:,.0f} min with "
+                  f"duckdb" + (f", {GOODREADS_ROWS / good['python']['rows_per_s'] / 3600:.1f} h with the "
+                               "old reader" if "python" in good else "")
+                  + " (at this machine's rows/s; the engine uses every core)")
+    if "python" in good and "duckdb" in good:
+        old, new = good["python"], good["duckdb"]
+        same = all(old.get(k) == new.get(k) for k in ("data_fingerprint", "finetune_fingerprint", "rows_read",
+                                                       "skipped", "dropped_by_rule"))
+        speed = new["rows_per_s"] / old["rows_per_s"]
+        cpu = old["cpu_seconds"] / new["cpu_seconds"]
+        print(f"same samples and counts: {'yes' if same else 'NO'} (test {new['data_fingerprint'][:16]}, "
+              f"fine-tuning {str(new.get('finetune_fingerprint'))[:16]})")
+        print(f"speed-up: {speed:.1f}x rows/s (wall), {cpu:.1f}x less CPU: "
+              + ("PASS" if speed >= 10 else "FAIL") + " (target >= 10x rows/s)")
+        ok = ok and same and speed >= 10
+    return ok
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--gb", type=float, default=1.0, help="size of the big raw file in GiB (default: 1.0)")
-    ap.add_argument("--layout", choices=["yelp", "movielens"], default="yelp")
-    ap.add_argument("--dir", help="folder to write into (default: a temporary folder, removed afterwards)")
+    ap.add_argument("--gb", type=float, default=1.0, help="size of each big raw file in GiB (default: 1.0)")
+    ap.add_argument("--layout", default="yelp,goodreads",
+                    help="comma-separated layouts: yelp, goodreads, movielens (default: yelp,goodreads)")
+    ap.add_argument("--engines", default="python,duckdb", help="comma-separated: python (old), duckdb (new)")
+    ap.add_argument("--dir", help="folder to write into, one subfolder per layout (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
     ap.add_argument("--reuse", action="store_true", help="reuse files already in --dir instead of generating")
-    ap.add_argument("--users", type=int, default=None, help="user pool (default: yelp 1.5M, movielens 160k)")
-    ap.add_argument("--items", type=int, default=None, help="item pool (default: yelp 150k, movielens 60k)")
+    ap.add_argument("--users", type=int, default=None, help="user pool (default: per layout)")
+    ap.add_argument("--items", type=int, default=None, help="item pool (default: per layout)")
     ap.add_argument("--num-test", type=int, default=20000)
-    ap.add_argument("--num-finetune", type=int, default=0)
+    ap.add_argument("--num-finetune", type=int, default=20000)
     ap.add_argument("--limit-gb", type=float, default=1.5, help="peak RSS limit in GiB (default: 1.5)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    layouts = [x.strip() for x in args.layout.split(",") if x.strip()]
+    engines = [x.strip() for x in args.engines.split(",") if x.strip()]
+    bad = [x for x in layouts if x not in BIG_FILE] + [x for x in engines if x not in ("python", "duckdb")]
+    if bad:
+        ap.error(f"unknown layout or engine: {', '.join(bad)}")
 
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     own_dir = args.dir is None
-    folder = Path(args.dir or tempfile.mkdtemp(prefix=f"recbench-{args.layout}-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    target = int(args.gb * GIB)
+    root = Path(args.dir or tempfile.mkdtemp(prefix="recbench-prepare-"))
+    ok = True
     try:
-        if args.reuse:
-            big = folder / ("yelp_academic_dataset_review.json" if args.layout == "yelp" else "ratings.csv")
-            gen = {"file": str(big), "bytes": big.stat().st_size, "rows": None, "seconds": 0.0}
-        elif args.layout == "yelp":
-            log(f"generating {args.gb} GiB of Yelp reviews in {folder}")
-            gen = write_yelp(folder, target, args.seed, args.users or 1_500_000, args.items or 150_000, log)
-        else:
-            log(f"generating {args.gb} GiB of MovieLens ratings in {folder}")
-            gen = write_movielens(folder, target, args.seed, args.users or 160_000, args.items or 60_000, log)
-        log(f"generated {gen['bytes'] / GIB:.2f} GiB ({gen['rows'] or 0:,} rows) in {gen['seconds']:.1f}s")
-
-        log(f"running load_scenario({args.layout!r}) in a subprocess ...")
-        env = dict(os.environ)
-        repo = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = repo + os.pathsep + env.get("PYTHONPATH", "")
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, "-c", CHILD, args.layout, str(folder), str(args.num_test), str(args.num_finetune)],
-            stdout=subprocess.PIPE, text=True, env=env,
-        )
-        wall = time.perf_counter() - t0
-        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
-        if sys.platform == "darwin":
-            peak_kib //= 1024  # bytes on macOS
-        if proc.returncode != 0:
-            print(f"FAIL: load_scenario exited with status {proc.returncode}")
-            return 1
-        summary = json.loads(proc.stdout.strip().splitlines()[-1])
-        peak_mb = peak_kib / 1024
-        rows_read = summary.get("rows_read") or 0
-        limit_mb = args.limit_gb * 1024
-        ok = peak_mb <= limit_mb
-        print(f"layout            {args.layout}")
-        print(f"raw file          {gen['file']} ({gen['bytes'] / GIB:.2f} GiB, {gen['bytes'] / 1e9:.2f} GB)")
-        print(f"generation        {gen['seconds']:.1f}s")
-        print(f"rows read         {rows_read:,} (+ skipped {sum((summary.get('skipped') or {}).values()):,}, "
-              f"dropped by rule {sum((summary.get('dropped_by_rule') or {}).values()):,})")
-        print(f"users in data     {summary.get('users_total') or 0:,}")
-        print(f"test samples      {summary['test']['samples']:,} from {summary['test']['users']:,} users "
-              f"(positive rate {summary['test']['positive_rate']})")
-        print(f"wall time         {wall:.1f}s (load_scenario {summary['seconds']:.1f}s, two passes)")
-        print(f"throughput        {rows_read / wall:,.0f} rows/s, {gen['bytes'] / MIB / wall:.1f} MiB/s of raw file "
-              "(end to end; every row is read twice)")
-        print(f"peak RSS          {peak_mb:,.0f} MB (limit {limit_mb:,.0f} MB)")
-        print("PASS" if ok else "FAIL")
+        for layout in layouts:
+            folder = root / layout
+            folder.mkdir(parents=True, exist_ok=True)
+            gen = generate(layout, folder, args, log)
+            log(f"generated {gen['bytes'] / GIB:.2f} GiB ({gen['rows'] or 0:,} rows) in {gen['seconds']:.1f}s")
+            runs = {}
+            for engine in engines:
+                log(f"running load_scenario({layout!r}, engine={engine!r}) in a subprocess ({machine()}) ...")
+                runs[engine] = run_child(layout, folder, engine, args)
+            ok = report(layout, gen, runs, args) and ok
+            if own_dir and not args.keep:
+                shutil.rmtree(folder, ignore_errors=True)
+        print("\nPASS" if ok else "\nFAIL")
         return 0 if ok else 1
     finally:
         if own_dir and not args.keep:
-            shutil.rmtree(folder, ignore_errors=True)
-        elif args.keep or not own_dir:
-            log(f"files kept in {folder}")
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            log(f"files kept in {root}")
 
 
 if __name__ == "__main__":

@@ -30,12 +30,10 @@ class ModelError(RecBenchError):
 class MissingDependencyError(RecBenchError):
     """An optional dependency is not installed; the message names the extra."""
 
-    def __init__(self, package: str, extra: str, what: str = ""):
+    def __init__(self, package: str, extra: str, what: str = "", command: str = ""):
         purpose = f" for {what}" if what else ""
-        super().__init__(
-            f"the optional package '{package}' is needed{purpose}; "
-            f"install it with: pip install 'recbench[{extra}]'"
-        )
+        command = command or f"pip install 'recbench[{extra}]'"
+        super().__init__(f"the optional package '{package}' is needed{purpose}; install it with: {command}")
         self.package = package
         self.extra = extra
 

@@ -27,7 +27,7 @@ before positives) so a scorer that emits constant scores earns no credit from th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, NamedTuple, Sequence, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,13 @@ __all__ = [
     "positive_rate",
     "bootstrap_ci",
     "compute_metrics",
+    "target_ranks",
+    "ranks_in_matrix",
+    "ndcg_from_ranks",
+    "recall_from_ranks",
+    "bootstrap_mean_ci",
+    "random_ranking_expectation",
+    "ranking_metrics",
 ]
 
 LOGLOSS_EPS = 1e-7
@@ -473,4 +480,169 @@ def compute_metrics(
     if bootstrap:
         out["gauc_ci"] = list(_bootstrap(r, None, "gauc", int(bootstrap), 0.05, seed))
         out["auc_ci"] = list(_bootstrap(None, r_global, "auc", int(bootstrap), 0.05, seed))
+    return out
+
+
+# --------------------------------------------------------------------------- ranking (SeqRec)
+#
+# The SeqRec task (PROTOCOL §10) ranks one target among a user's candidates. Every metric is
+# a function of the target's rank, so the ranks are computed once and the metrics read them.
+# Ties are broken pessimistically: every other candidate scoring >= the target is placed
+# before it, so a scorer emitting constant scores earns the worst rank.
+
+RANKING_KS = (1, 5, 10, 20)
+
+
+def target_ranks(scores: ArrayLike, group_ids: ArrayLike, is_target: ArrayLike) -> np.ndarray:
+    """1-based pessimistic rank of each group's target among the group's scores.
+
+    scores, group_ids (0..G-1) and is_target are flat and aligned; each group has exactly one
+    target. rank = 1 + #(other candidates of the group with score >= the target's score).
+    """
+    g = _as_1d(group_ids, "group_ids").astype(np.int64)
+    t = _as_1d(is_target, "is_target").astype(bool)
+    s = _check_scores(scores, g.size)
+    if t.size != g.size:
+        raise ValueError(f"length mismatch: {g.size} group ids but {t.size} target flags")
+    if g.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    n_groups = int(g.max()) + 1
+    per_group = np.bincount(g[t], minlength=n_groups)
+    if (per_group != 1).any():
+        bad = int(np.flatnonzero(per_group != 1)[0])
+        raise ValueError(f"every group needs exactly one target; group {bad} has {int(per_group[bad])}")
+    t_score = np.empty(n_groups)
+    t_score[g[t]] = s[t]
+    ahead = (s >= t_score[g]) & ~t
+    return 1 + np.bincount(g, weights=ahead, minlength=n_groups).astype(np.int64)
+
+
+def ranks_in_matrix(scores: np.ndarray, target_col: ArrayLike,
+                    exclude: Optional[Tuple[ArrayLike, ArrayLike]] = None) -> np.ndarray:
+    """Pessimistic 1-based rank of item target_col[i] in row i of a (users, items) score matrix.
+
+    exclude: optional (rows, cols) index arrays of cells that are not ranked (in full-catalogue
+    ranking, the user's other known interactions); each cell at most once, never a target.
+    Vectorised over the matrix: no loop per item or user.
+    """
+    s = np.asarray(scores)
+    if s.ndim != 2:
+        raise ValueError(f"scores must be a (users, items) matrix, got shape {s.shape}")
+    cols = np.asarray(target_col, dtype=np.int64)
+    if cols.shape != (s.shape[0],):
+        raise ValueError(f"target_col needs one column per row ({s.shape[0]}), got shape {cols.shape}")
+    if np.isnan(s).any():
+        raise ValueError("scores contain NaN; fix the scorer output instead of evaluating it")
+    rows = np.arange(s.shape[0])
+    t = s[rows, cols]
+    ranks = np.count_nonzero(s >= t[:, None], axis=1).astype(np.int64)  # the target counts itself
+    if exclude is not None:
+        r_idx = np.asarray(exclude[0], dtype=np.int64)
+        c_idx = np.asarray(exclude[1], dtype=np.int64)
+        if r_idx.size:
+            ahead = s[r_idx, c_idx] >= t[r_idx]
+            ranks -= np.bincount(r_idx, weights=ahead, minlength=s.shape[0]).astype(np.int64)
+    return ranks
+
+
+def ndcg_from_ranks(ranks: ArrayLike, k: int) -> np.ndarray:
+    """Per-user NDCG@k with one relevant item: 1/log2(rank+1) inside the top k, else 0."""
+    k = _check_k(k)
+    r = np.asarray(ranks, dtype=np.float64)
+    return np.where(r <= k, 1.0 / np.log2(r + 1.0), 0.0)
+
+
+def recall_from_ranks(ranks: ArrayLike, k: int) -> np.ndarray:
+    """Per-user Recall@k (= HR@k) with one relevant item: 1 inside the top k, else 0."""
+    k = _check_k(k)
+    return (np.asarray(ranks) <= k).astype(np.float64)
+
+
+def bootstrap_mean_ci(values: ArrayLike, n_resamples: int = 1000, alpha: float = 0.05,
+                      seed: int = 0) -> Tuple[float, float]:
+    """Percentile bootstrap interval of a mean over users (users resampled with replacement)."""
+    if int(n_resamples) != n_resamples or n_resamples < 1:
+        raise ValueError(f"n_resamples must be a positive integer, got {n_resamples!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    m = v.size
+    if m == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    n_resamples = int(n_resamples)
+    out = np.empty(n_resamples)
+    chunk = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // m)
+    for b0 in range(0, n_resamples, chunk):
+        b1 = min(n_resamples, b0 + chunk)
+        out[b0:b1] = v[rng.integers(0, m, size=(b1 - b0, m))].mean(axis=1)
+    return _percentile_interval(out, alpha)
+
+
+def random_ranking_expectation(num_candidates: ArrayLike, metric: str) -> float:
+    """Expected value of a ranking metric for a scorer that ranks at random.
+
+    The target is equally likely at every rank 1..C of a user's C candidates; averaged over
+    users. ndcg@k = mean(1/log2(r+1), r <= k) / C, recall@k = min(k, C) / C, mrr = H_C / C,
+    mean_rank = (C + 1) / 2."""
+    c = np.asarray(num_candidates, dtype=np.int64).ravel()
+    if c.size == 0 or (c < 1).any():
+        raise ValueError("num_candidates must hold positive counts")
+    if metric == "mean_rank":
+        return float(np.mean((c + 1) / 2.0))
+    top = int(c.max())
+    disc = np.concatenate(([0.0], np.cumsum(1.0 / np.log2(np.arange(1, top + 1) + 1.0))))
+    harmonic = np.concatenate(([0.0], np.cumsum(1.0 / np.arange(1, top + 1))))
+    if metric == "mrr":
+        return float(np.mean(harmonic[c] / c))
+    name, _, k_text = metric.partition("@")
+    if name in ("ndcg", "recall") and k_text.isdigit():
+        k = _check_k(int(k_text))
+        if name == "ndcg":
+            return float(np.mean(disc[np.minimum(c, k)] / c))
+        return float(np.mean(np.minimum(c, k) / c))
+    raise ValueError(f"no random expectation for metric {metric!r}")
+
+
+def ranking_metrics(
+    ranks: ArrayLike,
+    *,
+    num_candidates: Optional[ArrayLike] = None,
+    ks: Sequence[int] = RANKING_KS,
+    bootstrap: int = 0,
+    seed: int = 0,
+) -> Dict[str, Any]:
+    """The SeqRec metrics from the targets' ranks, one flat JSON-serialisable dict.
+
+    ndcg@k and recall@k for each k, mrr (1/rank, not cut off), mean_rank; users and, with
+    num_candidates, the mean number of candidates per user (the chance level depends on it).
+    With ``bootstrap`` > 0, ``ndcg@10_ci`` and ``mrr_ci``: percentile intervals over users."""
+    ks = [_check_k(k) for k in ks]
+    r = _as_1d(ranks, "ranks").astype(np.float64)
+    if r.size == 0:
+        raise ValueError("ranking metrics need at least one user; ranks is empty")
+    if np.isnan(r).any() or (r < 1).any():
+        raise ValueError("ranks must be >= 1")
+    out: Dict[str, Any] = {"n": int(r.size), "users": int(r.size)}
+    if num_candidates is not None:
+        c = _as_1d(num_candidates, "num_candidates")
+        if c.size != r.size:
+            raise ValueError(f"length mismatch: {r.size} ranks but {c.size} candidate counts")
+        if (r > c).any():
+            raise ValueError("a rank exceeds its user's number of candidates")
+        out["candidates"] = float(np.mean(c))
+    per_user: Dict[str, np.ndarray] = {}
+    for k in ks:
+        per_user[f"ndcg@{k}"] = ndcg_from_ranks(r, k)
+    per_user["mrr"] = 1.0 / r
+    for k in ks:
+        per_user[f"recall@{k}"] = recall_from_ranks(r, k)
+    for name, values in per_user.items():
+        out[name] = float(values.mean())
+    out["mean_rank"] = float(r.mean())
+    if bootstrap:
+        for name in ("ndcg@10", "mrr"):
+            ci_of = per_user[name] if name in per_user else ndcg_from_ranks(r, 10)
+            out[f"{name}_ci"] = list(bootstrap_mean_ci(ci_of, int(bootstrap), 0.05, seed))
     return out

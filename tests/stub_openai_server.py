@@ -2,9 +2,12 @@
 
 Answers are deterministic functions of the prompt, so tests know the right score:
 `expected_p_yes(prompt)`. Faults are queued per scoring request (`stub.faults.append(...)`):
-("429", seconds) with Retry-After, "500", "timeout" (answers after `slow_s`), "badjson", and
-"drop" (closes the connection without an answer). `die_after = N` drops every scoring request
-after N good answers, like a server that went away mid-run. Every POST is recorded.
+("429", seconds) with Retry-After, "500", "400" (a one-off refusal), "timeout" (answers after
+`slow_s`), "hang" (answers after `hang_s`, long after any test), "badjson", "nologprobs" (a
+200 answer whose logprobs field is missing), "drop" (closes the connection without an
+answer) and "ok" (no fault: a placeholder to put faults later in the queue).
+`die_after = N` drops every scoring request after N good answers, like a server that went
+away mid-run. Every POST is recorded.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ class StubOpenAI:
                  echo: bool = True, echo_shift: bool = False, chat: bool = True, chat_logprobs: bool = True,
                  reject_logprobs: bool = False,
                  embeddings: bool = True, hide_labels: Tuple[str, ...] = (), require_key: Optional[str] = None,
-                 slow_s: float = 1.0, list_models: bool = True):
+                 slow_s: float = 1.0, hang_s: float = 60.0, list_models: bool = True):
         self.models = list(models)
         self.completions = completions
         self.completion_logprobs = completion_logprobs
@@ -64,6 +67,7 @@ class StubOpenAI:
         self.hide_labels = set(hide_labels)
         self.require_key = require_key
         self.slow_s = slow_s
+        self.hang_s = hang_s
         self.list_models = list_models
         self.faults: List = []
         self.die_after: Optional[int] = None
@@ -171,6 +175,8 @@ class StubOpenAI:
                     fault = "drop"
                 elif self.faults:
                     fault = self.faults.pop(0)
+        if fault == "ok":  # a placeholder: this request is answered normally
+            fault = None
         if fault is not None:
             record["outcome"] = fault if isinstance(fault, str) else fault[0]
             if fault == "drop":
@@ -182,10 +188,15 @@ class StubOpenAI:
                 return
             if fault == "500":
                 return self._send(h, 500, {"error": {"message": "internal error", "type": "server_error"}})
+            if fault == "400":
+                return self._send(h, 400, {"error": {"message": "bad request (a glitch)",
+                                                     "type": "invalid_request_error"}})
             if fault == "badjson":
                 return self._send(h, 200, raw=b'{"choices": [ {"text": "Yes", ')
             if fault == "timeout":
                 time.sleep(self.slow_s)  # the client has given up by now
+            elif fault == "hang":
+                time.sleep(self.hang_s)
             elif isinstance(fault, tuple) and fault[0] == "429":
                 return self._send(h, 429, {"error": {"message": "Rate limit reached", "type": "requests"}},
                                   headers={"Retry-After": str(fault[1])})
@@ -206,6 +217,9 @@ class StubOpenAI:
         if isinstance(doc, tuple):
             record["outcome"] = str(doc[0])
             return self._send(h, doc[0], doc[1])
+        if fault == "nologprobs":
+            for choice in doc.get("choices") or []:
+                choice.pop("logprobs", None)
         if record["outcome"] == "ok":
             with self.lock:
                 self.good += 1

@@ -15,13 +15,15 @@ import pytest
 
 pytest.importorskip("openai")
 
+pytestmark = pytest.mark.slow  # a llama.cpp server and the local SmolLM2 scorer: minutes on a small CPU
+
 from llama_server import gguf_path, start_server  # noqa: E402
 
 from recbench.cli import main  # noqa: E402
 from recbench.errors import ModelError  # noqa: E402
 from recbench.models import ModelSpec  # noqa: E402
 from recbench.prompts import PromptRequest  # noqa: E402
-from recbench.scorers.openai_compat import OpenAIGenerativeScorer  # noqa: E402
+from recbench.scorers.api import OpenAIGenerativeScorer  # noqa: E402
 
 N_AGREEMENT = 20  # prompts compared with the local scorer: the demo's first two users (the local
 # scorer needs ~2 s per prompt on a busy 2-core CPU; 40 prompts gave Spearman 0.965, these 20 0.953)

@@ -129,7 +129,7 @@ def test_prepare_summary_shows_skip_reasons(capsys):
     assert "empty title  (first: movies.csv:42)" in out
     assert "rating of exactly 3" in out
     assert "data fingerprint" in out and "cache key" in out
-    assert "pass 1/2" in cap.err  # progress goes to stderr
+    assert "reading interactions (duckdb)" in cap.err  # progress goes to stderr
 
 
 def test_prepare_json_and_cache_reuse(capsys, tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 import recbench
 from recbench.cli import main
-from recbench.errors import ConfigError, DataError
+from recbench.errors import ConfigError
 from recbench.evaluate import RecBench
 from recbench.scorers.hf_generative import HFGenerativeScorer
 
@@ -63,12 +63,12 @@ def test_killed_run_resumes_without_recomputing(tiny_models, tmp_path, monkeypat
     calls = {"n": 0, "requests": 0}
     real = HFGenerativeScorer.score_detailed
 
-    def dies_after_first_chunk(self, requests):
+    def dies_after_first_chunk(self, requests, on_result=None):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt  # the user pressed Ctrl-C mid-run
         calls["requests"] += len(requests)
-        return real(self, requests)
+        return real(self, requests, on_result)
 
     monkeypatch.setattr(HFGenerativeScorer, "score_detailed", dies_after_first_chunk)
     args = dict(model=str(tiny_models["llama"]), scheme="generative", scenarios=["demo"], limit=200,

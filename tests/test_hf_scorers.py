@@ -1,11 +1,14 @@
 """Local HF scorers on tiny random models: label tokens, batching, prefix reuse, pooling."""
 
+import time
+import warnings
+
 import numpy as np
 import pytest
 
 from recbench.errors import ConfigError, ModelError
 from recbench.models import resolve_model
-from recbench.prompts import PromptBuilder, PromptRequest, Template
+from recbench.prompts import PromptBuilder, Template
 from recbench.scorers.hf_common import LoadOptions
 from recbench.scorers.hf_embedding import HFEmbeddingScorer
 from recbench.scorers.hf_generative import HFGenerativeScorer, derive_label_tokens
@@ -149,3 +152,74 @@ def test_embedding_pooling_is_padding_invariant(tiny_models, arch, pooling):
     alone = np.concatenate([scorer.embed([t], "item") for t in texts])
     assert together.shape == (4, 32)
     assert np.abs(together - alone).max() < 1e-4
+
+
+@pytest.mark.parametrize("arch", ["llama", "opt"])
+def test_generative_scoring_is_silent(tiny_models, arch, capfd):
+    """A scoring run (prefix reuse and the plain path) warns nothing and prints nothing: no
+    deprecated cache argument, no length warnings."""
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scorer = HFGenerativeScorer(resolve_model(str(tiny_models[arch])), batch_size=3, chat_template=True)
+        reqs = requests_for(scorer)
+        scorer.score(reqs)
+        scorer.prefix_reuse = False
+        scorer.score(reqs)
+    assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_embedding_token_counts_of_long_texts_are_silent(tiny_models, capfd):
+    scorer = HFEmbeddingScorer(resolve_model(str(tiny_models["bert"])), batch_size=2)
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        n = scorer.count_tokens("movie book game " * 400)  # far beyond the 512-token maximum
+    assert n > 512
+    assert not caught and capfd.readouterr().err == ""
+
+
+def test_uncached_hub_model_offline_fails_at_once_with_one_line(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    spec = resolve_model("org/not-cached")
+    t0 = time.perf_counter()
+    with pytest.raises(ModelError) as err:
+        HFGenerativeScorer(spec)
+    assert time.perf_counter() - t0 < 5
+    msg = str(err.value)
+    assert "\n" not in msg and "org/not-cached" in msg and "not in the local Hugging Face cache" in msg
+    assert "offline mode" in msg and "--model PATH" in msg
+
+
+def test_unreachable_hub_is_detected_quickly(monkeypatch, tmp_path, tiny_models):
+    """Not in offline mode, but no route to the Hub: one quick check, not a minute of retries."""
+    from recbench.scorers import hf_common
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hf_common, "hub_reachable", lambda timeout=3.0: False)
+    with pytest.raises(ModelError, match="cannot be reached"):
+        hf_common.hub_copy_only(resolve_model("org/not-cached"))
+    # a local folder never triggers the check
+    monkeypatch.setattr(hf_common, "hub_reachable", lambda timeout=3.0: pytest.fail("checked the Hub"))
+    assert hf_common.hub_copy_only(resolve_model(str(tiny_models["llama"]))) is False
+
+
+def test_library_noise_is_filtered_and_nothing_else():
+    """peft's failed Hub lookup for a base config is hidden; other warnings still show."""
+    from recbench.scorers.hf_common import quiet_transformers
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_transformers()
+        warnings.warn("Unable to fetch remote file due to the following error [Errno -2] Name or service not "
+                      "known - silently ignoring the lookup for the file config.json in smollm2-135m.", UserWarning)
+        warnings.warn("Could not find a config file in smollm2-135m - will assume that the vocabulary was not "
+                      "modified.", UserWarning)
+        warnings.warn("something the user should see", UserWarning)
+    assert [str(w.message) for w in caught] == ["something the user should see"]

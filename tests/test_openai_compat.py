@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,25 +24,24 @@ from recbench.errors import ConfigError, ModelError  # noqa: E402
 from recbench.models import ModelSpec, resolve_model  # noqa: E402
 from recbench.prompts import PromptRequest  # noqa: E402
 from recbench.scorers import make_scorer  # noqa: E402
-from recbench.scorers.openai_compat import (  # noqa: E402
-    OpenAICompatBase,
-    OpenAIEmbeddingScorer,
-    OpenAIGenerativeScorer,
-    _retry_after,
-    parse_answer,
-)
+from recbench.scorers.api import OpenAIEmbeddingScorer, OpenAIGenerativeScorer, OpenAITransport  # noqa: E402
+from recbench.scorers.api.endpoint import Scrubber, check_base_url  # noqa: E402
+from recbench.scorers.api.replies import NO_LOGPROBS, parse_answer  # noqa: E402
+from recbench.scorers.api.retry import Notices  # noqa: E402
+from recbench.scorers.api.retry import retry_after as _retry_after  # noqa: E402
+from recbench.scorers.labels import two_way_softmax  # noqa: E402
 
 from stub_openai_server import StubOpenAI, expected_p_yes, expected_vector, label_logprobs  # noqa: E402
 
 SECRET = "sk-secret-test"
-SPEC = ModelSpec("openai:stub-model", "openai", "stub-model", schemes=("generative", "discriminative"))
+SPEC = ModelSpec("openai:stub-model", "openai", "stub-model", abilities=("logits", "embedding"))
 REQUESTS = [PromptRequest(f"User behavior sequence:\n(1) item {u}\n", f"Candidate item: thing {c}\nAnswer (Yes/No):")
             for u in range(3) for c in range(4)]
 
 
 @pytest.fixture(autouse=True)
 def _fast_backoff(monkeypatch):
-    monkeypatch.setattr(OpenAICompatBase, "RETRY_BASE_S", 0.01)
+    monkeypatch.setattr(OpenAITransport, "RETRY_BASE_S", 0.01)
 
 
 @pytest.fixture
@@ -192,8 +194,9 @@ def test_auto_tier_falls_to_text_when_logprobs_rejected(stub_factory):
 
 
 # -- faults ---------------------------------------------------------------------------------
-def test_429_retry_after_is_honoured(stub):
+def test_429_retry_after_is_honoured_and_shown(stub, capsys):
     sc = scorer(stub, concurrency=1)
+    capsys.readouterr()
     stub.faults.append(("429", 1))
     scores, _ = sc.score_detailed(REQUESTS[:2])
     assert scores == pytest.approx(expected(REQUESTS[:2]), abs=1e-9)
@@ -201,7 +204,11 @@ def test_429_retry_after_is_honoured(stub):
     outcomes = [p["outcome"] for p in stub.posts if p["path"] == "/v1/completions"]
     first = outcomes.index("429")
     assert times[first + 1] - times[first] >= 0.95  # waited as told, not the 10 ms backoff
-    assert sc.diagnostics()["api"]["usage"]["retries"] == 1
+    usage = sc.diagnostics()["api"]["usage"]
+    assert usage["retries"] == 1 and usage["retries_by_reason"] == {"HTTP 429": 1}
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("recbench: waiting:")
+    assert "HTTP 429" in err[0] and "retrying in 1.0s" in err[0] and stub.url in err[0]
 
 
 def test_retry_after_header_forms():
@@ -217,15 +224,32 @@ def test_transient_faults_recovered_with_correct_results(stub):
     stub.faults.extend(["500", "timeout", "badjson", "drop", ("429", 0)])
     scores, _ = sc.score_detailed(REQUESTS)
     assert scores == pytest.approx(expected(), abs=1e-9)
-    assert sc.diagnostics()["api"]["usage"]["retries"] == 5
+    usage = sc.diagnostics()["api"]["usage"]
+    assert usage["retries"] == 5 and sum(usage["retries_by_reason"].values()) == 5
+    assert {"HTTP 500", "timeout", "HTTP 429", "connection"} <= set(usage["retries_by_reason"])
     assert [p["outcome"] for p in stub.posts[1:6]] == ["500", "timeout", "badjson", "drop", "429"]
 
 
-def test_concurrent_faults_recovered(stub):
+def test_concurrent_faults_recovered_and_notices_rate_limited(stub, capsys):
     sc = scorer(stub, concurrency=8, max_retries=4)
+    capsys.readouterr()
     stub.faults.extend(["500", "drop", "badjson", "500", ("429", 0), "drop"])
     scores, _ = sc.score_detailed(REQUESTS)
     assert scores == pytest.approx(expected(), abs=1e-9)
+    assert sc.diagnostics()["api"]["usage"]["retries"] == 6
+    waits = [line for line in capsys.readouterr().err.splitlines() if "waiting:" in line]
+    assert 1 <= len(waits) <= 2  # six retries within a second: not six lines
+
+
+def test_notices_rate_limited(capsys):
+    notices = Notices(every_s=0.3)
+    shown = [notices.say(f"waiting {i}", rate_limited=True) for i in range(50)]
+    assert shown.count(True) == 1
+    time.sleep(0.35)
+    assert notices.say("waiting again", rate_limited=True)
+    assert notices.say("a decision")  # not rate-limited
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["recbench: waiting 0", "recbench: waiting again (+49 similar not shown)", "recbench: a decision"]
 
 
 def test_persistent_failure_is_one_line(stub):
@@ -238,7 +262,7 @@ def test_persistent_failure_is_one_line(stub):
 
 
 def test_long_retry_after_stops_with_clear_line(stub, monkeypatch):
-    monkeypatch.setattr(OpenAICompatBase, "MAX_WAIT_S", 5.0)
+    monkeypatch.setattr(OpenAITransport, "MAX_WAIT_S", 5.0)
     sc = scorer(stub, concurrency=1)
     stub.faults.append(("429", 3600))
     with pytest.raises(ModelError, match="asks to wait 3600s"):
@@ -253,31 +277,75 @@ def _cache_rows(path: Path):
         con.close()
 
 
+def _score_like_the_runner(sc, cache: ScoreCache, ns: str, reqs):
+    """The runner's side of the contract: look up cached keys, send only the misses, write each
+    answer to the cache the moment on_result reports it. Returns (scores, number cached before)."""
+    keys = [request_key(ns, r.text) for r in reqs]
+    found = cache.get_scores(keys)
+    todo = [i for i, k in enumerate(keys) if k not in found]
+
+    def on_result(j, score, extra):
+        cache.put_scores({keys[todo[j]]: score}, {keys[todo[j]]: extra})
+
+    sc.begin_scenario()
+    sc.score_detailed([reqs[i] for i in todo], on_result=on_result)
+    found = cache.get_scores(keys)
+    return [found[k] for k in keys], len(reqs) - len(todo)
+
+
 def test_dropped_mid_run_then_resume_sends_nothing_twice(stub, tmp_path):
     cache = ScoreCache(tmp_path / "scores.sqlite")
     ns = "test-ns"
     sc = scorer(stub, concurrency=3, max_retries=1)
-    sc.attach_cache(cache, ns)
     stub.die_after = stub.good + 5  # the server goes away after five more answers
     with pytest.raises(ModelError) as err:
-        sc.score_detailed(REQUESTS)
+        _score_like_the_runner(sc, cache, ns, REQUESTS)
     assert "\n" not in str(err.value) and "rerun" in str(err.value)
     answered = [p for p in stub.scored_prompts() if p != "Is the sky blue on a clear day? Answer (Yes/No):"]
     assert len(answered) == 5
-    assert cache.count() == 5  # every answer was cached as it arrived
+    assert cache.count() == 5  # every answer reached the cache as it arrived, before the failure
     stub.die_after = None
     stub.posts.clear()
     sc2 = scorer(stub, concurrency=3, tier="completions")  # a fresh process would do the same
-    sc2.attach_cache(cache, ns)
-    scores, _ = sc2.score_detailed(REQUESTS)
-    assert scores == pytest.approx(expected(), abs=1e-9)
+    scores, cached = _score_like_the_runner(sc2, cache, ns, REQUESTS)
+    assert scores == pytest.approx(expected(), abs=1e-9) and cached == 5
     resent = stub.scored_prompts(outcome=None)
     assert sorted(resent) == sorted(r.text for r in REQUESTS if r.text not in answered)  # nothing twice
     keys = [k for (k,) in _cache_rows(tmp_path / "scores.sqlite")]
     assert len(keys) == len(set(keys)) == len(REQUESTS)
     assert set(keys) == {request_key(ns, r.text) for r in REQUESTS}
-    assert sc2.diagnostics()["api"]["usage"]["cache_hits"] == 5
+    assert sc2.diagnostics()["api"]["usage"]["requests"] == len(REQUESTS) - 5
     cache.close()
+
+
+def test_on_result_for_every_index_as_answers_arrive(stub):
+    sc = scorer(stub, concurrency=4)
+    reqs = REQUESTS[:5] + [REQUESTS[1], REQUESTS[3], REQUESTS[1]]  # duplicates are sent once
+    seen, threads = {}, set()
+    lock = threading.Lock()
+
+    def on_result(i, score, extra):
+        with lock:
+            assert i not in seen
+            seen[i] = (score, extra)
+            threads.add(threading.current_thread().name)
+
+    scores, extras = sc.score_detailed(reqs, on_result=on_result)
+    assert sorted(seen) == list(range(len(reqs)))
+    assert [seen[i][0] for i in range(len(reqs))] == scores == pytest.approx(expected(reqs), abs=1e-9)
+    assert [seen[i][1] for i in range(len(reqs))] == extras and all("mass" in e for e in extras)
+    assert len(stub.scored_prompts()) == 1 + 5  # the probe + each distinct text once
+    assert all(t.startswith("recbench-api") for t in threads)
+
+
+def test_begin_scenario_resets_usage_not_run_totals(stub):
+    sc = scorer(stub)
+    sc.score_detailed(REQUESTS[:3])
+    sc.begin_scenario()
+    sc.score_detailed(REQUESTS[3:5])
+    d = sc.diagnostics()
+    assert d["scored"] == 2 and d["api"]["usage"]["requests"] == 2
+    assert d["api"]["usage_run_total"]["requests"] == 1 + 5  # the probe + both calls
 
 
 def test_cli_run_killed_and_resumed(stub_factory, tmp_path, monkeypatch, capsys):
@@ -288,7 +356,8 @@ def test_cli_run_killed_and_resumed(stub_factory, tmp_path, monkeypatch, capsys)
     stub.die_after = 12  # probe + 11 answers, then the server is gone
     assert main(args) != 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("recbench: error:")
+    assert err[-1].startswith("recbench: error:") and sum("error" in line for line in err) == 1
+    assert "completions tier" in err[0]  # the tier decision, then (rate-limited) waits, then the error
     probe = "Is the sky blue on a clear day? Answer (Yes/No):"
     first = [p for p in stub.scored_prompts() if p != probe]
     assert len(first) == 11
@@ -310,10 +379,8 @@ def test_cli_run_killed_and_resumed(stub_factory, tmp_path, monkeypatch, capsys)
 
 
 # -- embeddings -----------------------------------------------------------------------------
-def test_embeddings_each_distinct_text_once_and_cached(stub, tmp_path):
-    cache = ScoreCache(tmp_path / "scores.sqlite")
+def test_embeddings_each_distinct_text_once(stub):
     emb = OpenAIEmbeddingScorer(SPEC, base_url=stub.url, batch_size=2, concurrency=3)
-    emb.attach_cache(cache, "ns")
     texts = ["alpha", "beta", "alpha", "gamma", "beta", "delta", "epsilon"]
     vecs = emb.embed(texts, "item")
     assert vecs.shape == (7, 8) and vecs.dtype == np.float32
@@ -322,13 +389,10 @@ def test_embeddings_each_distinct_text_once_and_cached(stub, tmp_path):
     sent = [t for p in stub.posts if p["path"] == "/v1/embeddings" for t in p["body"]["input"]]
     assert sorted(sent) == sorted(set(texts))
     assert all(p["body"]["encoding_format"] == "float" for p in stub.posts if p["path"] == "/v1/embeddings")
-    assert cache.count("vectors") == 5
-    n = len(stub.posts)
-    again = emb.embed(texts, "item")  # served from the cache
-    assert len(stub.posts) == n and np.array_equal(again, vecs)
     d = emb.diagnostics()
-    assert d["embedding_dim"] == 8 and d["texts_embedded"] == 5 and d["api"]["usage"]["cache_hits"] == 5
-    cache.close()
+    assert d["embedding_dim"] == 8 and d["texts_embedded"] == 5 and d["api"]["usage"]["requests"] == 3
+    emb.begin_scenario()
+    assert emb.diagnostics()["texts_embedded"] == 0 and emb.diagnostics()["api"]["usage"]["requests"] == 0
 
 
 def test_embedding_inputs_truncated_to_limit(stub):
@@ -401,6 +465,7 @@ def test_wrong_base_url_is_one_line(stub, capsys, tmp_path):
     with pytest.raises(ModelError, match="check --base-url") as err:
         scorer(stub, base_url=wrong)
     assert "\n" not in str(err.value)
+    capsys.readouterr()
     rc = main(["zero-shot", "--model", "openai:x", "--base-url", url, "--limit", "5", "--output", str(tmp_path),
                "--quiet", "--max-retries", "0"])
     err = capsys.readouterr().err.strip().splitlines()
@@ -512,3 +577,167 @@ def test_price_table(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         pricing.load_prices(str(tmp_path / "missing.json"))
     assert pricing.estimate_tokens("abcd" * 10) == 10 and pricing.estimate_tokens("日本語") == 3
+
+
+# -- one-off glitches and degradations ------------------------------------------------------
+def test_one_answer_without_logprobs_on_the_probe_keeps_the_tier(stub, capsys):
+    stub.faults.append("nologprobs")
+    sc = scorer(stub)
+    assert sc.tier == "completions"
+    d = sc.diagnostics()
+    assert d["api"]["usage"]["retries_by_reason"] == {NO_LOGPROBS: 1} and d["api"]["degradations"] == []
+    err = capsys.readouterr().err
+    assert "scoring model 'stub-model' through the completions tier" in err and "warning" not in err
+
+
+def test_tier_changes_only_on_repeated_evidence_and_says_so(stub, capsys):
+    stub.faults.extend(["nologprobs"] * 3)  # three probes agree: no logprobs on /completions
+    sc = scorer(stub, max_retries=0)  # the probes' evidence does not depend on --max-retries
+    assert sc.tier == "chat"
+    scores, _ = sc.score_detailed(REQUESTS[:3])
+    assert scores == pytest.approx(expected(REQUESTS[:3]), abs=1e-9)
+    (line,) = sc.diagnostics()["api"]["degradations"]
+    assert "chat tier, not completions" in line and "without logprobs (3 attempts)" in line
+    err = [x for x in capsys.readouterr().err.splitlines() if "warning" in x]
+    assert err == [f"recbench: warning: {line}"]
+
+
+def test_missing_logprobs_mid_run_is_retried_not_fatal(stub):
+    sc = scorer(stub, concurrency=2)
+    stub.faults.extend(["ok", "nologprobs", "ok", "nologprobs"])
+    scores, _ = sc.score_detailed(REQUESTS)
+    assert scores == pytest.approx(expected(), abs=1e-9)
+    d = sc.diagnostics()
+    assert d["api"]["usage"]["retries_by_reason"] == {NO_LOGPROBS: 2} and d["tier"] == "completions"
+
+
+def test_logprobs_vanishing_mid_run_is_one_honest_line(stub_factory):
+    stub = stub_factory()
+    sc = scorer(stub, concurrency=1, max_retries=2)
+    stub.completion_logprobs = False  # the server stops giving logprobs after the probe
+    with pytest.raises(ModelError) as err:
+        sc.score_detailed(REQUESTS[:2])
+    msg = str(err.value)
+    assert "\n" not in msg and "without logprobs" in msg and "gave them before" in msg and "rerun" in msg
+    assert "does not support" not in msg
+
+
+def test_lowered_logprobs_are_announced_and_recorded(stub, capsys):
+    sc = scorer(stub, concurrency=1)
+    stub.faults.append("400")  # one refusal at logprobs=20
+    scores, _ = sc.score_detailed(REQUESTS)
+    assert scores == pytest.approx(expected(), abs=1e-9)
+    d = sc.diagnostics()
+    assert d["top_logprobs"] == 5 and stub.posts[-1]["body"]["logprobs"] == 5
+    (line,) = d["api"]["degradations"]
+    assert "refused logprobs=20" in line and "top 5" in line
+    warnings = [x for x in capsys.readouterr().err.splitlines() if "warning" in x]
+    assert warnings == [f"recbench: warning: {line}"]
+
+
+# -- Ctrl-C ---------------------------------------------------------------------------------
+class _CtrlC:
+    """Sends SIGINT to the main thread once the stub holds a hung request (as a user would)."""
+
+    def __init__(self, stub: StubOpenAI):
+        self.sent_at = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(stub, threading.main_thread().ident), daemon=True)
+
+    def _run(self, stub, main_thread):
+        while not self._done.wait(0.02):
+            if any(p["outcome"] == "hang" for p in list(stub.posts)):
+                time.sleep(0.2)  # let the other workers send theirs too
+                self.sent_at = time.monotonic()
+                signal.pthread_kill(main_thread, signal.SIGINT)
+                return
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._thread.join()
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_ctrl_c_with_requests_in_flight_returns_at_once(stub, concurrency):
+    sc = scorer(stub, concurrency=concurrency, timeout=30.0)
+    stub.faults.extend(["ok", "ok"] + ["hang"] * 8)  # two answers, then the server hangs
+    delivered = []
+    with _CtrlC(stub) as ctrl_c:
+        with pytest.raises(KeyboardInterrupt):
+            sc.score_detailed(REQUESTS, on_result=lambda i, p, e: delivered.append(i))
+        elapsed = time.monotonic() - ctrl_c.sent_at
+    assert elapsed < 1.5, f"took {elapsed:.1f}s to stop"
+    assert len(delivered) == 2  # what arrived was handed on; nothing after the interrupt
+    time.sleep(0.3)
+    assert len(delivered) == 2
+    stub.faults.clear()
+    scores, _ = sc.score_detailed(REQUESTS[:3])  # the scorer still works afterwards
+    assert scores == pytest.approx(expected(REQUESTS[:3]), abs=1e-9)
+
+
+def test_cli_ctrl_c_prints_the_cached_line_promptly(stub_factory, tmp_path, monkeypatch, capsys):
+    stub = stub_factory(models=("smollm2",))
+    monkeypatch.setenv("RECBENCH_CACHE", str(tmp_path / "cache"))
+    stub.faults.extend(["ok"] * 3 + ["hang"] * 30)  # the probe and two answers, then it hangs
+    with _CtrlC(stub) as ctrl_c:
+        rc = main(["zero-shot", "--model", "openai:smollm2", "--base-url", stub.url, "--limit", "20", "--quiet",
+                   "--output", str(tmp_path / "out"), "--concurrency", "4", "--timeout", "30"])
+        elapsed = time.monotonic() - ctrl_c.sent_at
+    assert rc == 130 and elapsed < 1.5, f"rc {rc} {elapsed:.1f}s after Ctrl-C"
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("recbench: interrupted; finished work is cached")
+
+
+# -- base URLs and secrets ------------------------------------------------------------------
+@pytest.mark.parametrize("port", ["abc", "99999", "0", "-1"])
+def test_bad_port_is_one_clear_line(port, capsys, tmp_path):
+    url = f"http://localhost:{port}/v1"
+    with pytest.raises(ConfigError, match="bad port after http://localhost: it must be a number from 1 to 65535"):
+        check_base_url(url)
+    rc = main(["zero-shot", "--model", "openai:x", "--base-url", url, "--limit", "5", "--output", str(tmp_path),
+               "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("recbench: error: --base-url has a bad port")
+
+
+@pytest.mark.parametrize("value", [
+    "user:sk-proj-abcdef123456@api.example.com/v1",  # scheme-less, with userinfo
+    "sk-proj-abcdef123456",  # the key pasted as the URL
+    "9f86d081884c7d659a2feaa0c55ad015",  # a key without the sk- prefix (e.g. Azure)
+    "ftp://admin:9f86d081884c7d659a2feaa0c55ad015@host/v1",
+])
+def test_base_url_holding_a_key_is_never_echoed(value, monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("OPENAI_API_KEY", "9f86d081884c7d659a2feaa0c55ad015")
+    with pytest.raises(ConfigError) as err:
+        OpenAIGenerativeScorer(SPEC, base_url=value)
+    rc = main(["zero-shot", "--model", "openai:x", "--base-url", value, "--limit", "5", "--output", str(tmp_path),
+               "--quiet"])
+    shown = [str(err.value), capsys.readouterr().err]
+    assert rc == 2 and "--base-url must be a URL like http://localhost:8000/v1" in shown[0]
+    for text in shown:
+        assert "abcdef123456" not in text and "9f86d081" not in text and "user" not in text and "admin" not in text
+
+
+def test_scheme_less_host_port_gets_a_hint():
+    with pytest.raises(ConfigError, match=r"did you mean http://localhost:8000/v1\?"):
+        check_base_url("localhost:8000")
+    with pytest.raises(ConfigError) as err:
+        check_base_url("sk-live:1234")
+    assert "sk-live" not in str(err.value)
+
+
+def test_scrubber():
+    scrub = Scrubber(["s3cretKEY99"])
+    text = scrub("bad key S3CRETkey99 at http://bob:pw@host/v1 with Bearer abc.def and sk-abcdef")
+    assert "s3cret" not in text.lower() and "bob" not in text and "pw@" not in text and "abc.def" not in text
+    assert "abcdef" not in text and "http://***@host/v1" in text
+
+
+def test_two_way_softmax():
+    p, mass = two_way_softmax(math.log(0.3), math.log(0.1))
+    assert p == pytest.approx(0.75) and mass == pytest.approx(0.4)
+    assert two_way_softmax(0.0, -1000.0) == (1.0, 1.0) and two_way_softmax(-1000.0, 0.0)[0] == 0.0
+    assert two_way_softmax(-800.0, -801.0)[0] == pytest.approx(1 / (1 + math.exp(-1)))  # no underflow

@@ -48,3 +48,17 @@ def test_installed_wheel_finds_its_templates(wheel, tmp_path):
 
     assert sha == hashlib.sha256((ROOT / "prompts" / "generative" / "default.txt").read_bytes()).hexdigest()
     assert int(n) == 500
+
+
+def test_help_shows_the_three_entry_points():
+    """help(recbench) names load_scenario, RecBench (imported lazily) and the command."""
+    code = ("import pydoc, sys, recbench; assert 'RecBench' in dir(recbench); "
+            "assert 'recbench.evaluate' not in sys.modules, 'dir() must not import the evaluation code'; "
+            "print(pydoc.render_doc(recbench, renderer=pydoc.plaintext))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(ROOT), "PATH": ""})
+    assert res.returncode == 0, res.stderr[-2000:]
+    doc = res.stdout
+    assert "class RecBench" in doc  # listed under CLASSES, with its own docstring
+    for entry in ("load_scenario(", "RecBench(", "recbench zero-shot"):
+        assert entry in doc.split("CLASSES")[0], entry  # in the package docstring

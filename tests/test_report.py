@@ -205,8 +205,11 @@ def test_complete_tables(complete_tree):
     assert gen.loc["Mistral (published)", "mind"] == pytest.approx(ref.loc["Mistral", "mind"])
     assert gen.loc["GLM-4 (published)", "overall"] == pytest.approx(ref.loc["GLM-4", "overall"])
     assert "2503.05493" in gen.attrs["citation"]
-    # sorted by overall, best first
-    assert list(gen.overall) == sorted(gen.overall, reverse=True)
+    # the user's runs first, each group sorted by overall, best first
+    runs = gen[gen.source == "run"]
+    assert list(gen.index[:2]) == ["qwen-2", "smollm2-135m"] == list(runs.index)
+    rest = gen[gen.source != "run"]
+    assert list(rest.overall) == sorted(rest.overall, reverse=True)
     disc = tables["zero-shot-discriminative"]
     assert "minilm" in disc.index and "E5-2 (published)" in disc.index
     assert "qwen-2" not in disc.index
@@ -235,10 +238,10 @@ def test_incomplete_rows_are_marked_and_ranked_after_complete(incomplete_tree):
     assert mis.overall == pytest.approx(sum(value(20, j) for j in range(3)) / 3)  # demo not counted
     assert mis.demo == 0.99 and math.isnan(mis.yelp)
     assert bool(gen.loc["qwen-2"].complete)
-    # a partial mean never outranks complete rows
-    assert list(gen.index) == ["qwen-2", rep.RANDOM_LABEL, "mistral"]
+    # the user's runs first; among them a partial mean never outranks complete rows
+    assert list(gen.index) == ["qwen-2", "mistral", rep.RANDOM_LABEL]
     sft = tables["sft-generative"]
-    assert list(sft.index[:1]) == [rep.RANDOM_LABEL]
+    assert list(sft.index) == ["smollm2-135m +lora:a1b2c3d4", rep.RANDOM_LABEL]
     tuned = sft.loc["smollm2-135m +lora:a1b2c3d4"]
     assert tuned.adapter == "a1b2c3d4" and tuned.n_scenarios == 2 and not bool(tuned.complete)
     # Markdown marks the incomplete Overall and explains it
@@ -433,6 +436,27 @@ def test_write_report_figures(incomplete_tree, tmp_path):
     assert figs["heatmap_png"] == "zero-shot-generative.gauc.heatmap.png"
 
 
+def test_demo_only_runs_come_first_and_are_drawn(tmp_path):
+    """A new user's first runs cover only the demo: they head the table and the Overall chart."""
+    pytest.importorskip("matplotlib")
+    from recbench.report.figures import _overall_bars
+
+    root = tmp_path / "results"
+    write_result(root, "smollm2-135m", "demo", 0.56, n=500)
+    write_result(root, "tiny", "demo", 0.52, n=500)
+    report = rep.build_report(root, all_metrics=False)
+    [table] = report.headline
+    labels = [r.label for r in table.rows]
+    assert labels[:2] == ["smollm2-135m", "tiny"]  # above every published row
+    assert any(r.source == "published" for r in table.rows[2:])
+    fig = _overall_bars(table)
+    ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert ticks[-2:] == ["tiny (demo) †", "smollm2-135m (demo) †"]  # drawn at the top
+    widths = [p.get_width() for p in fig.axes[0].patches if p.get_height() > 0]
+    assert widths[-2:] == pytest.approx([0.52, 0.56])
+    assert sum(1 for t in ticks if t.endswith("(published)")) == sum(1 for r in table.rows if r.source == "published")
+
+
 # --------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------
@@ -503,9 +527,31 @@ def test_cli_register_defaults():
     parser = argparse.ArgumentParser()
     cmd.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["report"])
-    assert (args.results, args.output, args.metric) == ("results", "leaderboard", "gauc")
+    assert (args.results, args.output, args.metric) == ("results", None, None)  # None: each task's headline
     assert args.formats == "md,csv,tex,html,png,svg" and args.no_reference is False
     assert args.func is cmd.run
+
+
+def test_cli_default_output_is_beside_the_results_never_the_checkout(complete_tree, monkeypatch, capsys):
+    """The default output never lands in (or overwrites) the repository's own leaderboard/."""
+    from recbench.cli.report import output_dir
+
+    monkeypatch.chdir(complete_tree.parent)
+    rc = cli(["report", "--format", "md"])  # --results results, no --output
+    assert rc == 0, capsys.readouterr().err
+    assert (complete_tree / "leaderboard" / "leaderboard.gauc.md").is_file()
+    # run from a checkout, the defaults stay out of its tracked leaderboard/
+    monkeypatch.chdir(REPO)
+    out = output_dir("results", None).resolve()
+    assert out == REPO / "results" / "leaderboard" and out != REPO / "leaderboard"
+    # the old habit (--output leaderboard in a checkout) is refused before anything is written
+    before = {p: p.stat().st_mtime_ns for p in (REPO / "leaderboard").iterdir() if p.is_file()}
+    rc = cli(["report", "--results", str(complete_tree), "--output", "leaderboard", "--format", "md"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "recbench's own published leaderboard" in err and len(err.strip().splitlines()) == 1
+    assert before == {p: p.stat().st_mtime_ns for p in (REPO / "leaderboard").iterdir() if p.is_file()}
+    # regenerating the published leaderboard from its own results stays possible
+    assert output_dir(str(REPO / "leaderboard" / "results"), "leaderboard").resolve() == REPO / "leaderboard"
 
 
 # --------------------------------------------------------------------------------------
@@ -605,7 +651,8 @@ def test_html_sorting_in_chromium(tmp_path, conflicting_tree):
         assert yelp == sorted(yelp, reverse=reverse), (clicks, yelp)
         # the other table keeps its default order
         disc_default = default.tables["zero-shot-discriminative"]
-        assert [l for l, _ in disc_default][0] != "delta"
+        disc_yelp = [cols.get("yelp") for _, cols in disc_default]
+        assert disc_yelp != sorted(disc_yelp, reverse=True)  # a yelp sort would show
         assert parsed.tables["zero-shot-discriminative"] == disc_default
 
     # metric selector via the address: auc has no published rows, mrr no random row

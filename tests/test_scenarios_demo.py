@@ -41,7 +41,7 @@ def test_registered_and_offline(demo):
     assert cls.domain == "mixed media" and cls.item_noun == "item"
     assert "not a benchmark domain" in cls.description
     assert sc.name == "demo" and sc.seed == 2024
-    assert seconds < 3.0, f"demo build took {seconds:.2f}s"
+    # its build time is printed by benchmarks, not asserted: a wall-clock bound fails on a loaded machine
 
 
 def test_catalog_is_the_fingerprinted_raw_file():

@@ -19,6 +19,8 @@ from test_sft_helpers import tiny_llama  # noqa: F401  (fixture)
 pytest.importorskip("peft")
 pytest.importorskip("accelerate")
 
+pytestmark = pytest.mark.slow  # each test launches two or three Python processes (about 30 s on a busy CPU)
+
 ARGS = ["sft", "--train", "demo", "--quiet", "--max-length", "96", "--max-train-samples", "32",
         "--max-valid-samples", "30", "--batch-size", "4", "--grad-accum", "2", "--max-steps", "2",
         "--eval-every", "2", "--device", "cpu"]

@@ -15,7 +15,7 @@ from typing import List, Optional
 from .. import __version__
 from ..errors import RecBenchError
 
-COMMANDS = ["data", "models", "zero_shot", "sft", "report"]
+COMMANDS = ["data", "models", "zero_shot", "sft", "baseline", "report", "cache"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,29 +8,16 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from ..errors import ConfigError, RecBenchError
+from ..settings import DEFAULT_SEED
+from .custom_options import CUSTOM_OPTIONS, add_custom_options, custom_options, custom_raw_dir
 
 RAW_DIR_HELP = (
     "folder holding one folder per scenario (ROOT/mind, ROOT/movielens, ...) or the "
     "scenario's own folder; default: $RECBENCH_DATA"
 )
-
-# --option -> (custom loader keyword, type)
-CUSTOM_OPTIONS: List[Tuple[str, str, type, str]] = [
-    ("--interactions", "interactions", str, "interactions table (CSV, Parquet or JSON lines)"),
-    ("--items", "items", str, "items table with the item text"),
-    ("--user-col", "user_col", str, "user id column of the interactions table"),
-    ("--item-col", "item_col", str, "item id column (both tables)"),
-    ("--time-col", "time_col", str, "timestamp column (orders each user's history)"),
-    ("--label-col", "label_col", str, "0/1 label column"),
-    ("--rating-col", "rating_col", str, "rating column (labelled with --threshold)"),
-    ("--text-col", "text_col", str, "item text column of the items table"),
-    ("--threshold", "positive_threshold", float, "ratings at or above this are positive"),
-    ("--negative-threshold", "negative_threshold", float, "ratings at or below this are negative"),
-]
-
 
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -57,16 +44,14 @@ def register(subparsers) -> argparse.ArgumentParser:
                                    "data fingerprint.")
     q.add_argument("scenario", metavar="SCENARIO", help="scenario name (see `recbench data list`)")
     q.add_argument("--raw-dir", metavar="DIR", help=RAW_DIR_HELP)
-    q.add_argument("--seed", type=int, default=2024, help="sampling seed (default: 2024)")
+    q.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"sampling seed (default: {DEFAULT_SEED})")
     q.add_argument("--num-test", type=int, metavar="N", help="test samples (default: the scenario's)")
     q.add_argument("--num-finetune", type=int, metavar="N", help="fine-tuning samples (default: the scenario's)")
     q.add_argument("--strict", action="store_true", help="stop at the first malformed row instead of skipping it")
     q.add_argument("--no-cache", action="store_true", help="rebuild and do not write the cache")
     q.add_argument("--cache-dir", metavar="DIR", help="cache folder (default: $RECBENCH_CACHE or ~/.cache/recbench)")
     q.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
-    g = q.add_argument_group("custom scenario", "options of the `custom` scenario (your own tables)")
-    for flag, dest, typ, text in CUSTOM_OPTIONS:
-        g.add_argument(flag, dest=f"opt_{dest}", type=typ, default=None, help=text)
+    add_custom_options(q)
     q.set_defaults(func=run_prepare)
 
     q = sub.add_parser("info", help="what a scenario is, which files it needs and where to get them",
@@ -75,7 +60,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                                    "folder configured and a cached build present, its summary too.")
     q.add_argument("scenario", metavar="SCENARIO")
     q.add_argument("--raw-dir", metavar="DIR", help=RAW_DIR_HELP)
-    q.add_argument("--seed", type=int, default=2024, help="seed of the cached build to look for (default: 2024)")
+    q.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                   help=f"seed of the cached build to look for (default: {DEFAULT_SEED})")
     q.add_argument("--cache-dir", metavar="DIR", help="cache folder (default: $RECBENCH_CACHE or ~/.cache/recbench)")
     q.add_argument("--json", action="store_true", help="print as JSON")
     q.set_defaults(func=run_info)
@@ -258,18 +244,6 @@ def _print_summary(s: dict, out=None) -> None:
     w(f"  data fingerprint {s.get('data_fingerprint', '-')}")
 
 
-def _options(args) -> Dict[str, object]:
-    opts = {}
-    for _flag, dest, _typ, _text in CUSTOM_OPTIONS:
-        value = getattr(args, f"opt_{dest}", None)
-        if value is not None:
-            opts[dest] = value
-    for key in ("interactions", "items"):
-        if key in opts:
-            opts[key] = os.path.expanduser(str(opts[key]))
-    return opts
-
-
 def _cache_entry(cache_dir: Optional[str], name: str, key: Optional[str]) -> Optional[Path]:
     from ..scenarios import cache as _cache
 
@@ -320,14 +294,12 @@ def run_prepare(args) -> int:
     from ..scenarios import get_source, load_scenario, resolve_raw_dir
 
     src = get_source(args.scenario)
-    options = _options(args)
+    options = custom_options(args)
     unknown = [flag for flag, dest, _t, _x in CUSTOM_OPTIONS if dest in options and dest not in src.option_names()]
     if unknown:
         raise ConfigError(f"{', '.join(unknown)}: not an option of scenario '{src.name}' "
                           "(these options are for the custom scenario)")
-    raw_dir = args.raw_dir
-    if raw_dir is None and src.needs_raw_dir and "interactions" in options and not os.environ.get("RECBENCH_DATA"):
-        raw_dir = str(Path(options["interactions"]).parent)  # custom: the tables' folder
+    raw_dir = custom_raw_dir(options, args.raw_dir) if src.needs_raw_dir else args.raw_dir
 
     built = {"yes": False}
     t0 = time.perf_counter()

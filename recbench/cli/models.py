@@ -12,11 +12,12 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..models import ALIASES
+    from ..schemes import schemes_for
 
     width = max(len(n) for n in ALIASES)
-    print(f"{'alias':<{width}}  {'backend':<7}  {'schemes':<27}  model")
+    print(f"{'alias':<{width}}  {'backend':<7}  {'schemes':<34}  model")
     for name, spec in sorted(ALIASES.items()):
         target = spec.model_id + (f" ({spec.gguf_file})" if spec.gguf_file else "")
         note = f"  [{spec.note}]" if spec.note else ""
-        print(f"{name:<{width}}  {spec.backend:<7}  {','.join(spec.schemes):<27}  {target}{note}")
+        print(f"{name:<{width}}  {spec.backend:<7}  {','.join(schemes_for(spec)):<34}  {target}{note}")
     return 0

@@ -22,6 +22,7 @@ then evaluate the adapter with the zero-shot machinery:
 
 def register(sub) -> None:
     from ..sft.config import cli_fields
+    from .custom_options import add_custom_options
     from .zero_shot import add_model_options
 
     p = sub.add_parser(
@@ -69,6 +70,7 @@ def register(sub) -> None:
     g_opt.add_argument("--no-resume", action="store_true", help="discard an interrupted run of this config")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_custom_options(p)
     p.set_defaults(func=run)
 
 
@@ -76,7 +78,13 @@ def config_from_args(args):
     """argparse namespace -> SFTConfig."""
     from ..sft.config import SFTConfig, cli_fields
 
+    from .custom_options import custom_options, custom_raw_dir
+
     values = {f.name: getattr(args, f.name) for f in cli_fields()}
+    custom = custom_options(args)
+    if custom:  # the custom scenario's tables, named on the command line
+        values["scenario_options"] = {"custom": custom}
+        values["raw_dir"] = custom_raw_dir(custom, values.get("raw_dir"))
     return SFTConfig(
         model=args.model, train=args.train, valid=args.valid, batch_size=args.batch_size,
         max_length=args.max_length, chat_template=args.chat_template, quantization=args.quantization, dtype=args.dtype, device=args.device,

@@ -15,7 +15,7 @@ Python API::
     long = collect_results("results")                 # one row per results file
     tables = leaderboard_tables("results", metric="gauc")
     tables["zero-shot-generative"].loc["smollm2-135m", "mind"]
-    write_report("results", "leaderboard")            # -> list of written paths
+    write_report("results", "results/leaderboard")    # -> list of written paths
 
 Honesty rules (see the issue): Overall is the mean over the ten benchmark scenarios only when
 all ten are present; otherwise it is the mean of what the row has and the row is marked
@@ -33,7 +33,6 @@ from __future__ import annotations
 from .collect import (
     COUNT_KEYS,
     METRIC_ORDER,
-    SCHEMES,
     PathLike,
     ResultsWarning,
     Skipped,
@@ -69,6 +68,7 @@ from .tables import (
     Row,
     Table,
     build_report,
+    build_reports,
     leaderboard,
     leaderboard_tables,
     load_reference,
@@ -88,7 +88,7 @@ __all__ = [
     # also public, as they were in the single-module recbench.report
     "COUNT_KEYS", "FORMATS", "LOWER_IS_BETTER", "METRIC_DESCRIPTIONS", "METRIC_ORDER",
     "PUBLISHED_SUFFIX", "RANDOM_EXPECTED", "RANDOM_LABEL", "REFERENCE_DIR", "REFERENCE_FILES",
-    "REFERENCE_METRIC", "SCENARIO_TITLES", "SCHEMES", "TABLE_TITLES", "CITATION_URL",
+    "REFERENCE_METRIC", "SCENARIO_TITLES", "TABLE_TITLES", "CITATION_URL",
     "Cell", "PathLike", "Report", "Row", "Skipped", "Table",
-    "build_report", "render_latex", "row_label",
+    "build_report", "build_reports", "render_latex", "row_label",
 ]

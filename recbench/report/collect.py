@@ -14,16 +14,17 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 import pandas as pd
 
 from ..errors import DataError
+from ..results import ResultsFormatError, RunResult
+from ..schemes import scheme_names
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-SCHEMES = ("generative", "discriminative")
-
 # Counts and rates in "metrics" that are not quality metrics (never a leaderboard metric).
-COUNT_KEYS = ("n", "users", "positive_rate", "gauc_users", "gauc_skipped_users")
+COUNT_KEYS = ("n", "users", "positive_rate", "gauc_users", "gauc_skipped_users", "valid_output_rate",
+              "candidates")
 METRIC_ORDER = (
-    "gauc", "auc", "mrr", "ndcg@1", "ndcg@5", "ndcg@10",
-    "recall@1", "recall@5", "recall@10", "hit@1", "hit@5", "hit@10", "logloss",
+    "gauc", "auc", "mrr", "ndcg@1", "ndcg@5", "ndcg@10", "ndcg@20",
+    "recall@1", "recall@5", "recall@10", "recall@20", "hit@1", "hit@5", "hit@10", "logloss", "mean_rank",
 )
 _MAX_STRAY_JSON_BYTES = 5_000_000  # JSON files outside <scheme>/ folders larger than this are not read
 
@@ -71,28 +72,21 @@ def row_label(model: str, adapter: Optional[str]) -> str:
 
 
 def _parse_result(obj: Any, path: Path, root: Path) -> Dict[str, Any]:
-    if not isinstance(obj, dict):
-        raise _BadFile(f"not a JSON object (found {type(obj).__name__})")
-    missing = [k for k in ("model", "scheme", "scenario", "metrics", "meta") if k not in obj]
-    if missing:
-        raise _BadFile("missing key" + ("s" if len(missing) > 1 else "") + ": " + ", ".join(missing))
-    metrics, meta = obj["metrics"], obj["meta"]
-    if not isinstance(metrics, dict):
-        raise _BadFile("'metrics' is not a JSON object")
-    if not isinstance(meta, dict):
-        raise _BadFile("'meta' is not a JSON object")
-    for key in ("model", "scheme", "scenario"):
-        if not isinstance(obj[key], str) or not obj[key].strip():
-            raise _BadFile(f"'{key}' is not a non-empty string")
+    try:
+        result = RunResult.from_dict(obj)
+    except ResultsFormatError as exc:
+        raise _BadFile(str(exc)) from None
+    metrics, meta = result.metrics, result.meta
     adapter = _adapter_hash(meta.get("adapter"))
     pipeline = obj.get("pipeline") or meta.get("pipeline") or ("sft" if adapter else "zero-shot")
     rec: Dict[str, Any] = {
-        "model": obj["model"].strip(),
+        "model": result.model,
         "adapter": adapter,
-        "label": row_label(obj["model"].strip(), adapter),
+        "label": row_label(result.model, adapter),
         "pipeline": _norm_pipeline(pipeline),
-        "scheme": obj["scheme"].strip().lower(),
-        "scenario": obj["scenario"].strip().lower(),
+        "task": result.task.strip().lower(),
+        "scheme": result.scheme.lower(),
+        "scenario": result.scenario.lower(),
     }
     n_metrics = 0
     for key, value in metrics.items():
@@ -115,16 +109,25 @@ def _parse_result(obj: Any, path: Path, root: Path) -> Dict[str, Any]:
         "template_id": meta.get("template_id"),
         "template_sha256": meta.get("template_sha256"),
         "data_fingerprint": meta.get("data_fingerprint"),
-        "protocol_version": _str_or_none(obj.get("protocol_version", meta.get("protocol_version"))),
-        "recbench_version": _str_or_none(obj.get("recbench_version", meta.get("recbench_version"))),
+        "protocol_version": result.protocol_version,
+        "recbench_version": result.recbench_version,
         "model_id": meta.get("model_id"),
         "model_revision": meta.get("model_revision"),
         "backend": meta.get("backend"),
+        "item_embeddings": meta.get("item_embeddings"),  # baselines: the LLM-for-RS text features
         "created": _str_or_none(meta.get("created", obj.get("created"))),
+        **_efficiency(meta),
         "path": str(path),
         "file": path.relative_to(root).as_posix(),
     })
     return rec
+
+
+def _efficiency(meta: Mapping[str, Any]) -> Dict[str, Any]:
+    """Throughput from meta.efficiency (None for files before it, or runs served from the cache)."""
+    eff = meta.get("efficiency")
+    eff = eff if isinstance(eff, Mapping) else {}
+    return {k: (float(eff[k]) if _is_number(eff.get(k)) else None) for k in EFFICIENCY_COLUMNS}
 
 
 def _str_or_none(value: Any) -> Optional[str]:
@@ -149,7 +152,10 @@ def _scan(results_dir: PathLike) -> Tuple[List[Dict[str, Any]], List[Skipped], P
             continue  # hidden files and folders (temporary files of a writer in progress)
         # The contract puts results in <model>/<scheme>/; other JSON files (adapter configs,
         # tokenizer files, ...) are only taken when they look like results files.
-        in_scheme_dir = path.parent.name.lower() in SCHEMES
+        # (a task other than ctr adds a folder: <model>/<scheme>/<task>/<scenario>.json)
+        schemes = scheme_names()
+        in_scheme_dir = path.parent.name.lower() in schemes or (
+            len(rel.parts) >= 4 and path.parent.parent.name.lower() in schemes)
         if not in_scheme_dir:
             try:
                 if path.stat().st_size > _MAX_STRAY_JSON_BYTES:
@@ -179,16 +185,18 @@ def _short_exc(exc: BaseException) -> str:
     return text[:120]
 
 
-_ID_COLUMNS = ["model", "adapter", "label", "pipeline", "scheme", "scenario"]
+_ID_COLUMNS = ["model", "adapter", "label", "pipeline", "task", "scheme", "scenario"]
+EFFICIENCY_COLUMNS = ("pairs_per_s", "ms_per_pair")
 _META_COLUMNS = ["seed", "template_id", "template_sha256", "data_fingerprint", "protocol_version",
-                 "recbench_version", "model_id", "model_revision", "backend", "created", "file", "path"]
+                 "recbench_version", "model_id", "model_revision", "backend", "item_embeddings", "created",
+                 *EFFICIENCY_COLUMNS, "file", "path"]
 
 
 def _records_frame(records: List[Dict[str, Any]]) -> pd.DataFrame:
     metric_cols = set()
     for rec in records:
         metric_cols.update(k for k in rec if k not in _ID_COLUMNS and k not in _META_COLUMNS)
-    ordered = [c for c in ("n", "users", "positive_rate") if c in metric_cols]
+    ordered = [c for c in ("n", "users", "positive_rate", "candidates") if c in metric_cols]
     for m in METRIC_ORDER:
         for c in (m, f"{m}_ci_lo", f"{m}_ci_hi"):
             if c in metric_cols and c not in ordered:

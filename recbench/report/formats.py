@@ -4,15 +4,21 @@
 from __future__ import annotations
 
 import datetime as _dt
+import html
 import os
-import tempfile
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
+from urllib.parse import quote
 
+import pandas as pd
+
+from ..results import atomic_write_bytes, current_umask
 from ..errors import ConfigError, MissingDependencyError, suggest
 from .collect import PathLike, ResultsWarning, _records_frame
-from .figures import _heatmap, _overall_bars
+from .efficiency import efficiency_frame, model_means, quality_vs_throughput_figure, render_efficiency_markdown
+from .figures import _heatmap, _overall_bars, position_bias_entries, position_bias_figure
 from .tables import (
     BENCHMARK_SCENARIOS,
     CITATION,
@@ -26,8 +32,9 @@ from .tables import (
     Table,
     _finite,
     _table_frame,
-    build_report,
+    build_reports,
 )
+from ..tasks import DEFAULT_TASK
 
 FORMATS = ("md", "csv", "tex", "html", "png", "svg")
 METRIC_DESCRIPTIONS = {
@@ -35,6 +42,7 @@ METRIC_DESCRIPTIONS = {
     "auc": "global ROC AUC over all samples",
     "mrr": "mean over users of 1/rank of the first positive",
     "logloss": "binary cross-entropy of P(Yes) (generative only; lower is better)",
+    "mean_rank": "mean rank of the target among the user's candidates (seqrec; lower is better)",
 }
 
 
@@ -58,15 +66,67 @@ def _fmt_n(n: Optional[float]) -> str:
     return str(n)
 
 
-def _rel(target: str, start: Path) -> str:
+def _rel(target: str, start: Path) -> Optional[str]:
+    """`target` as a relative POSIX path from `start`, safe as a link target: a first
+    segment that looks like a URL scheme ('javascript:...') gets a './' in front; None
+    when no relative path exists (another drive on Windows): then there is no link."""
     try:
-        return Path(os.path.relpath(Path(target).resolve(), start.resolve())).as_posix()
+        rel = Path(os.path.relpath(Path(target).resolve(), start.resolve())).as_posix()
     except ValueError:  # pragma: no cover - different drives on Windows
-        return Path(target).resolve().as_posix()
+        return None
+    if rel.startswith("/") or ":" in rel.split("/", 1)[0]:
+        rel = "./" + rel.lstrip("/")
+    return rel
+
+
+def _md_href(rel: str) -> str:
+    """A Markdown link target: percent-encoded, so no character of a folder name (':',
+    spaces, parentheses, '<') can end the link or turn it into a script URL."""
+    return quote(rel, safe="/")
 
 
 def _md_escape(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("*", "\\*").replace("_", "\\_")
+    """Data as Markdown text: HTML-escaped (Markdown renders inline HTML) and with the
+    characters that would make a table cell, emphasis, code or a link escaped."""
+    out = html.escape(str(text), quote=False)
+    for ch in ("\\", "|", "*", "_", "`", "[", "]"):
+        out = out.replace(ch, "\\" + ch)
+    return out.replace("\r", " ").replace("\n", " ")
+
+
+def _md_code(text: str) -> str:
+    """An inline code span holding `text` verbatim (HTML is not interpreted inside one)."""
+    text = str(text).replace("\r", " ").replace("\n", " ")
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if longest else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> Any:
+    """A spreadsheet-safe cell: text starting like a formula gets a leading quote, so
+    opening the CSV never runs it; numbers (also negative ones written as text) stay."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
+
+
+def _csv_safe(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    for col in out.columns:
+        if not (pd.api.types.is_numeric_dtype(out[col]) or pd.api.types.is_bool_dtype(out[col])):
+            out[col] = out[col].map(_csv_cell)
+    if not pd.api.types.is_numeric_dtype(out.index):
+        out.index = out.index.map(_csv_cell)
+    out.columns = [_csv_cell(c) for c in out.columns]
+    return out
 
 
 def _row_dir(row: Row) -> Optional[str]:
@@ -74,6 +134,14 @@ def _row_dir(row: Row) -> Optional[str]:
         return None
     dirs = {str(Path(p).parent) for p in row.paths}
     return os.path.commonpath(sorted(dirs)) if len(dirs) > 1 else dirs.pop()
+
+
+def _versus_markdown(report: Report, metric: str) -> List[str]:
+    """The "LLMs vs conventional" section (report/versus.py), when baselines were run."""
+    from .versus import build_versus, render_versus_markdown
+
+    versus = build_versus(report, metric)
+    return [render_versus_markdown(versus)] if versus else []
 
 
 def _metric_title(metric: str) -> str:
@@ -89,21 +157,24 @@ def render_markdown(report: Report, metric: Optional[str] = None, output_dir: Op
     metric = metric or report.metric
     lines: List[str] = []
     if heading:
-        lines += [f"# RecBench leaderboard: {_metric_title(metric)}", ""]
+        what = "RecBench" if report.task == DEFAULT_TASK else f"RecBench {report.task}"
+        lines += [f"# {what} leaderboard: {_metric_title(metric)}", ""]
         desc = METRIC_DESCRIPTIONS.get(metric)
         lines += [f"Metric: `{metric}`" + (f", {desc}." if desc else ".")
-                  + f" Results read from `{report.root.as_posix()}`"
+                  + f" Results read from {_md_code(report.root.as_posix())}"
                   + f" ({len(report.records)} file{'s' if len(report.records) != 1 else ''}).", ""]
     any_incomplete = any_flags = any_published = any_ci = False
     for t in report.tables[metric]:
-        lines += [f"## {t.title} (`{t.key}`)", ""]
-        header = ["Model"] + [SCENARIO_TITLES.get(c, c) for c in t.columns] + ["Overall", "Scenarios", "n", "Flags"]
+        lines += [f"## {_md_escape(t.title)} ({_md_code(t.key)})", ""]
+        header = ["Model"] + [_md_escape(SCENARIO_TITLES.get(c, c)) for c in t.columns] + ["Overall", "Scenarios", "n", "Flags"]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join([":---"] + ["---:"] * (len(header) - 2) + [":---"]) + "|")
         for r in t.rows:
             label = _md_escape(r.label)
-            if r.source == "run" and output_dir is not None and _row_dir(r):
-                label = f"[{label}]({_rel(_row_dir(r), output_dir)})"
+            rdir = _row_dir(r) if r.source == "run" and output_dir is not None else None
+            target = _rel(rdir, output_dir) if rdir else None  # type: ignore[arg-type]
+            if target:
+                label = f"[{label}]({_md_href(target)})"
             cells = [label]
             for c in t.columns:
                 cell = r.cells.get(c)
@@ -135,9 +206,10 @@ def render_markdown(report: Report, metric: Optional[str] = None, output_dir: Op
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
         for note in t.notes:
-            lines.append(f"- ⚑ {note}")
+            lines.append(f"- ⚑ {_md_escape(note)}")
         if t.notes:
             lines.append("")
+    lines += _versus_markdown(report, metric)
     foot = []
     foot.append("Bold: best in its column (the random row excluded). Overall: mean over the ten "
                 "scenarios; other scenarios (e.g. demo) are shown but not counted.")
@@ -153,13 +225,16 @@ def render_markdown(report: Report, metric: Optional[str] = None, output_dir: Op
     if metric in RANDOM_EXPECTED and report.include_random:
         foot.append(f"{RANDOM_LABEL}: a scorer that ranks at random has an expected {metric} of "
                     "exactly 0.5 in every scenario.")
+    elif report.include_random and any(r.source == "random" for t in report.tables[metric] for r in t.rows):
+        foot.append(f"{RANDOM_LABEL}: the {metric} of a scorer that ranks the candidates at random, "
+                    "given the number of candidates per user of the table's runs.")
     if any_published:
         foot.append(f"Rows marked (published) are the numbers published by {CITATION} "
                     f"(<{CITATION_URL}>); see leaderboard/reference/.")
     lines += ["Notes:", ""] + [f"- {f}" for f in foot] + [""]
     if report.skipped:
         lines += [f"Skipped {len(report.skipped)} results file(s):", ""]
-        lines += [f"- `{s.path}`: {s.reason}" for s in report.skipped]
+        lines += [f"- {_md_code(s.path)}: {_md_escape(s.reason)}" for s in report.skipped]
         lines.append("")
     return "\n".join(lines)
 
@@ -249,8 +324,9 @@ def _payload(report: Report, output_dir: Path, figures: Dict[str, Dict[str, str]
                         d["users"] = int(cell.users)
                     if cell.ci:
                         d["ci"] = [num(cell.ci[0]), num(cell.ci[1])]
-                    if cell.path:
-                        d["href"] = _rel(cell.path, output_dir)
+                    href = _rel(cell.path, output_dir) if cell.path else None
+                    if href:
+                        d["href"] = href
                         d["file"] = cell.file
                     if cell.flags:
                         d["flags"] = cell.flags
@@ -261,7 +337,7 @@ def _payload(report: Report, output_dir: Path, figures: Dict[str, Dict[str, str]
                     "cells": cells, "overall": num(r.overall), "overall_best": r.overall_best,
                     "complete": r.complete, "count": r.n_scenarios, "n": num(r.n),
                     "flags": r.flags, "files": r.files,
-                    "hrefs": [_rel(p, output_dir) for p in r.paths],
+                    "hrefs": [h for h in (_rel(p, output_dir) for p in r.paths) if h],
                     "dir": _rel(rdir, output_dir) if rdir else None,
                 })
             tables[m].append({
@@ -280,6 +356,10 @@ def _payload(report: Report, output_dir: Path, figures: Dict[str, Dict[str, str]
         "benchmark": list(BENCHMARK_SCENARIOS),
         "titles": SCENARIO_TITLES,
         "random_label": RANDOM_LABEL,
+        **({} if report.task == DEFAULT_TASK else {
+            "task": report.task,
+            "random_note": ": the expected value of a scorer that ranks each user's candidates at random "
+                           "(shown when all runs of a table ranked the same number of candidates)."}),
         "skipped": [{"path": s.path, "reason": s.reason} for s in report.skipped],
         "citation": CITATION,
         "citation_url": CITATION_URL,
@@ -293,29 +373,11 @@ def _payload(report: Report, output_dir: Path, figures: Dict[str, Dict[str, str]
 # --------------------------------------------------------------------------------------
 
 
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
+_UMASK = current_umask()
 
 
 def _atomic_write(path: Path, data: Union[str, bytes]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; use the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
     return path
 
 
@@ -350,7 +412,7 @@ def _safe_name(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
 
 
-def write_report(results_dir: PathLike, output_dir: PathLike, metric: str = "gauc",
+def write_report(results_dir: PathLike, output_dir: PathLike, metric: Optional[str] = None,
                  formats: Union[str, Sequence[str]] = FORMATS, include_reference: bool = True,
                  include_random: bool = True) -> List[Path]:
     """Write the leaderboards under ``output_dir`` and return the written paths.
@@ -359,10 +421,23 @@ def write_report(results_dir: PathLike, output_dir: PathLike, metric: str = "gau
     ``<table>.<m>.tex``; ``results.csv`` (every file, every metric, CIs and metadata);
     ``index.html`` (all metrics, sortable); figures ``<table>.<m>.heatmap.png|svg`` and
     ``<table>.<m>.overall.png|svg``. Each file is written to a temporary name and renamed.
+
+    One leaderboard per task: ctr's files are named as above; another task's start with its name
+    (``seqrec-leaderboard.ndcg@10.md``, ``seqrec-results.csv``, ``seqrec-index.html``) and its
+    tables' keys end in it (``zero-shot-generative-seqrec.ndcg@10.csv``). metric None: each
+    task's headline (gauc, ndcg@10); a metric applies to the tasks whose results hold it.
     """
-    report = build_report(results_dir, metric, include_reference, include_random,
-                          all_metrics="html" in _parse_formats(formats))
-    return _write(report, Path(output_dir), _parse_formats(formats))
+    formats = _parse_formats(formats)
+    reports = build_reports(results_dir, metric, include_reference, include_random, all_metrics="html" in formats)
+    written: List[Path] = []
+    for report in reports:
+        written += _write(report, Path(output_dir), formats)
+    return written
+
+
+def _prefix(report: Report) -> str:
+    """File-name prefix of a task's whole-report files (none for ctr: its names are unchanged)."""
+    return "" if report.task == DEFAULT_TASK else f"{_safe_name(report.task)}-"
 
 
 def _write(report: Report, out: Path, formats: List[str]) -> List[Path]:
@@ -392,19 +467,38 @@ def _write(report: Report, out: Path, formats: List[str]) -> List[Path]:
                 path = out / f"{t.key}.{m}.{kind}.{f}"
                 written.append(_atomic_savefig(fig, path, f))
                 figures.setdefault(t.key, {})[f"{kind}_{f}"] = path.name
+    pre = _prefix(report)
+    eff = efficiency_frame(report.records, report.metric)
+    if not eff.empty:  # the paper's latency table: quality beside pairs/s and ms per pair
+        if "md" in formats:
+            written.append(_atomic_write(out / f"{pre}efficiency.{m}.md", render_efficiency_markdown(eff, report.metric)))
+        if "csv" in formats:
+            written.append(_atomic_write(out / f"{pre}efficiency.{m}.csv", _csv_safe(eff).to_csv(index=False)))
+        if fig_formats:
+            fig = quality_vs_throughput_figure(model_means(eff, report.metric), report.metric)
+            for f in fig_formats:
+                written.append(_atomic_savefig(fig, out / f"{pre}quality_vs_throughput.{m}.{f}", f))
+    bias = position_bias_entries(report.records) if fig_formats else []
+    if bias:  # generated rankings: the target's rank by the position it was shown at
+        fig = position_bias_figure(bias)
+        for f in fig_formats:
+            written.append(_atomic_savefig(fig, out / f"{pre}position_bias.{f}", f))
     if "md" in formats:
-        written.append(_atomic_write(out / f"leaderboard.{m}.md", render_markdown(report, output_dir=out)))
+        written.append(_atomic_write(out / f"{pre}leaderboard.{m}.md", render_markdown(report, output_dir=out)))
     if "csv" in formats:
         for t in report.headline:
             df = _table_frame(t)
-            written.append(_atomic_write(out / f"{t.key}.{m}.csv", df.to_csv(float_format="%.6g")))
+            written.append(_atomic_write(out / f"{t.key}.{m}.csv", _csv_safe(df).to_csv(float_format="%.6g")))
         long = _records_frame(report.records)
-        written.append(_atomic_write(out / "results.csv", long.to_csv(index=False)))
+        written.append(_atomic_write(out / f"{pre}results.csv", _csv_safe(long).to_csv(index=False)))
     if "tex" in formats:
         for t in report.headline:
             written.append(_atomic_write(out / f"{t.key}.{m}.tex", render_latex(t, report)))
+    from .versus import write_versus
+
+    written += write_versus(report, out, formats)
     if "html" in formats:
         from .html import render_html
 
-        written.append(_atomic_write(out / "index.html", render_html(_payload(report, out, figures))))
+        written.append(_atomic_write(out / f"{pre}index.html", render_html(_payload(report, out, figures))))
     return written

@@ -5,7 +5,7 @@ metric's tables as JSON) and a small script that renders them: a metric selector
 columns (click a header; the state lives in the URL hash, e.g.
 ``#metric=auc&sort=mind&dir=desc``, optionally ``&table=zero-shot-generative``), best per
 column highlighted, incomplete rows marked with a dagger, metadata flags, and links to each
-row's results files.
+row's results files (relative links only, whatever the folder names).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ def _json_for_script(payload: Dict[str, Any]) -> str:
 
 
 def render_html(payload: Dict[str, Any]) -> str:
-    title = f"RecBench leaderboard ({payload.get('headline', 'gauc')})"
+    task = f"{payload['task']} " if payload.get("task") else ""  # a task other than ctr names itself
+    title = f"RecBench {task}leaderboard ({payload.get('headline', 'gauc')})"
     return (
         _TEMPLATE.replace("%%TITLE%%", html.escape(title))
         .replace("%%DATA%%", _json_for_script(payload))
@@ -132,6 +133,16 @@ footer a { color: var(--accent); }
   var LOWER = {};
   (D.lower_is_better || []).forEach(function (m) { LOWER[m] = true; });
   var state = { metric: D.headline, sort: null, dir: null, table: null };
+
+  // Links only ever point to relative paths: every segment percent-encoded (so ':', '#',
+  // '?' and backslashes in a folder name stay part of the path: a folder named "javascript:..."
+  // is a relative link, never a script) and nothing absolute; null (no link) otherwise.
+  function relHref(h, folder) {
+    if (typeof h !== "string" || h === "" || /^[\/\\]/.test(h)) return null;
+    var out = h.split("/").map(function (seg) { return encodeURIComponent(seg); }).join("/");
+    if (/^[A-Za-z][A-Za-z0-9+.\-]*:/.test(out)) out = "./" + out;
+    return out + (folder ? "/" : "");
+  }
 
   function el(tag, attrs) {
     var node = document.createElement(tag);
@@ -256,7 +267,7 @@ footer a { color: var(--accent); }
     if (r.source === "random") td.appendChild(el("span", { cls: "badge", title: "a random scorer's expected value is exactly 0.5" }, "baseline"));
     if (r.adapter) td.appendChild(el("span", { cls: "badge sft", title: "fine-tuned adapter " + r.adapter }, "adapter"));
     if (r.dir) {
-      td.appendChild(el("a", { cls: "badge files", href: encodeURI(r.dir) + "/", title: (r.files || []).join("\n") },
+      td.appendChild(el("a", { cls: "badge files", href: relHref(r.dir, true), title: (r.files || []).join("\n") },
                         r.files.length + " file" + (r.files.length === 1 ? "" : "s")));
     }
     return td;
@@ -275,7 +286,7 @@ footer a { color: var(--accent); }
     if (c.flags) cls.push("cellflag");
     var td = el("td", { cls: cls.join(" ") || null, "data-col": col, "data-value": String(c.v), title: tip.join("\n") || null });
     var text = fmt(c.v) + (c.flags ? " \u2691" : "");
-    td.appendChild(c.href ? el("a", { href: encodeURI(c.href) }, text) : document.createTextNode(text));
+    td.appendChild(relHref(c.href) ? el("a", { href: relHref(c.href) }, text) : document.createTextNode(text));
     if (c.ci) td.appendChild(el("span", { cls: "ci" }, "[" + fmt(c.ci[0], 3) + ", " + fmt(c.ci[1], 3) + "]"));
     return td;
   }
@@ -323,9 +334,9 @@ footer a { color: var(--accent); }
       var cap = el("figcaption", null, kind[1] + " (" + D.headline + "): ");
       ["png", "svg"].forEach(function (ext) {
         var name = f[kind[0] + "_" + ext];
-        if (name) { cap.appendChild(el("a", { href: encodeURI(name) }, ext.toUpperCase())); cap.appendChild(document.createTextNode(" ")); }
+        if (name) { cap.appendChild(el("a", { href: relHref(name) }, ext.toUpperCase())); cap.appendChild(document.createTextNode(" ")); }
       });
-      figs.appendChild(el("figure", null, el("a", { href: encodeURI(img) }, el("img", { src: encodeURI(img), alt: kind[1] + " chart for " + t.key, loading: "lazy" })), cap));
+      figs.appendChild(el("figure", null, el("a", { href: relHref(img) }, el("img", { src: relHref(img), alt: kind[1] + " chart for " + t.key, loading: "lazy" })), cap));
     });
     if (figs.childNodes.length) sec.appendChild(figs);
     return sec;
@@ -369,7 +380,7 @@ footer a { color: var(--accent); }
       "\u2020 marks an incomplete row: its Overall is the mean over the scenarios it has and is not comparable with complete rows."));
     ul2.appendChild(el("li", null, "Highlighted: best in its column (the random row excluded). Click a column header to sort; the order is kept in the address (e.g. #sort=mind&dir=desc)."));
     ul2.appendChild(el("li", null, "\u2691 The row's runs differ from the rest of its table in protocol version, seed, template or data fingerprint, or a scenario has several results files; such numbers are not directly comparable."));
-    ul2.appendChild(el("li", null, D.random_label + ": a random scorer's expected auc and gauc are exactly 0.5; for mrr and ndcg the expectation depends on candidate counts the results do not hold, so no random row is shown."));
+    ul2.appendChild(el("li", null, D.random_label + (D.random_note || ": a random scorer's expected auc and gauc are exactly 0.5; for mrr and ndcg the expectation depends on candidate counts the results do not hold, so no random row is shown.")));
     ul2.appendChild(el("li", null, "Rows marked published: numbers from " + D.citation + " (",
       el("a", { href: D.citation_url }, D.citation_url), "), shown for gauc only (the paper's per-user AUC)."));
     foot.appendChild(ul2);

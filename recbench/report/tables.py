@@ -1,5 +1,8 @@
 """Leaderboard tables: one per (pipeline, scheme), with metadata flags, duplicate handling,
-Overall aggregation, best-per-column marks, published reference rows and the random row."""
+Overall aggregation, best-per-column marks, published reference rows and the random row.
+
+Each task (ctr, seqrec) gets its own Report, with its own headline metric: ctr tables keep
+their keys (``zero-shot-generative``); another task's add its name (``zero-shot-generative-seqrec``)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import pandas as pd
 
 from ..errors import ConfigError, DataError, suggest
+from ..tasks import DEFAULT_TASK
 from .collect import METRIC_ORDER, PathLike, ResultsWarning, Skipped, _is_number, _scan, available_metrics
 
 # The ten benchmark scenarios, in the paper's column order.
@@ -30,6 +34,7 @@ TABLE_TITLES = {
     "zero-shot-discriminative": "Zero-shot, discriminative",
     "sft-generative": "Fine-tuned (SFT), generative",
     "sft-discriminative": "Fine-tuned (SFT), discriminative",
+    "baseline-conventional": "Conventional recommenders (baselines, not LLMs)",
 }
 
 CITATION = (
@@ -48,7 +53,7 @@ REFERENCE_FILES = {
 # The published numbers are the paper's "AUC", computed per user and averaged: our gauc.
 REFERENCE_METRIC = "gauc"
 
-LOWER_IS_BETTER = frozenset({"logloss"})
+LOWER_IS_BETTER = frozenset({"logloss", "mean_rank"})
 # Expected value of a random scorer. For auc and gauc it is exactly 0.5 whatever the data
 # (every positive/negative pair is ordered correctly with probability 1/2). For mrr, ndcg@k,
 # recall@k and hit@k the expectation depends on each user's numbers of positive and negative
@@ -127,10 +132,12 @@ class Table:
     columns: List[str]  # scenario columns: the ten, then any others (e.g. demo)
     rows: List[Row]
     notes: List[str] = field(default_factory=list)
+    task: str = DEFAULT_TASK
 
     @property
     def title(self) -> str:
-        return TABLE_TITLES.get(self.key, f"{self.pipeline}, {self.scheme}")
+        base = TABLE_TITLES.get(_table_key(self.pipeline, self.scheme), f"{self.pipeline}, {self.scheme}")
+        return base if self.task == DEFAULT_TASK else f"{base} ({self.task})"
 
 
 @dataclass
@@ -143,14 +150,15 @@ class Report:
     tables: Dict[str, List[Table]]  # metric -> tables
     include_reference: bool = True
     include_random: bool = True
+    task: str = DEFAULT_TASK
 
     @property
     def headline(self) -> List[Table]:
         return self.tables[self.metric]
 
 
-def _table_key(pipeline: str, scheme: str) -> str:
-    return f"{pipeline}-{scheme}"
+def _table_key(pipeline: str, scheme: str, task: str = DEFAULT_TASK) -> str:
+    return f"{pipeline}-{scheme}" + ("" if task == DEFAULT_TASK else f"-{task}")
 
 
 def _table_sort_key(key: str) -> Tuple[int, str]:
@@ -287,18 +295,20 @@ def _build_table(key: str, pipeline: str, scheme: str, recs: List[Dict[str, Any]
             rows.append(Row(label=f"{name}{PUBLISHED_SUFFIX}", source="published", model=str(name),
                             adapter=None, cells=cells, overall=overall,
                             complete=len(cells) == len(BENCHMARK_SCENARIOS), n_scenarios=len(cells)))
-    if include_random and metric in RANDOM_EXPECTED:
-        v = RANDOM_EXPECTED[metric]
+    v = _random_value(metric, recs) if include_random else None
+    if v is not None:
         rows.append(Row(label=RANDOM_LABEL, source="random", model="random", adapter=None,
                         cells={s: Cell(value=v) for s in columns}, overall=v, complete=True,
                         n_scenarios=len(BENCHMARK_SCENARIOS)))
     lower = metric in LOWER_IS_BETTER
-    # Complete rows first, ranked by Overall; incomplete rows after them (most scenarios
-    # first): a mean over a few scenarios must not outrank a mean over all ten.
-    rows.sort(key=lambda r: (not r.complete, -r.n_scenarios if not r.complete else 0,
+    # The user's own runs first (they are what the user came to see), then the published and
+    # random rows. Within each group: complete rows ranked by Overall, incomplete rows after
+    # them (most scenarios first), so that a mean over a few scenarios never outranks a mean
+    # over all ten.
+    rows.sort(key=lambda r: (r.source != "run", not r.complete, -r.n_scenarios if not r.complete else 0,
                              math.isnan(r.overall),
                              (r.overall if lower else -r.overall) if not math.isnan(r.overall) else 0.0,
-                             r.source != "run", r.label))
+                             r.label))
     # Best per column (the random row never counts as best; for Overall only complete rows).
     for col in columns + ["overall"]:
         vals = []
@@ -322,6 +332,25 @@ def _build_table(key: str, pipeline: str, scheme: str, recs: List[Dict[str, Any]
                  rows=rows, notes=notes)
 
 
+def _random_value(metric: str, recs: List[Dict[str, Any]]) -> Optional[float]:
+    """A random scorer's expected value: 0.5 for auc/gauc; for ranking metrics (seqrec) when
+    every run of the table ranked the same number of candidates per user."""
+    if metric in RANDOM_EXPECTED:
+        return RANDOM_EXPECTED[metric]
+    counts = {r.get("candidates") for r in recs}
+    if len(counts) != 1:
+        return None
+    c = counts.pop()
+    if not _finite(c) or float(c) != int(c) or c < 1:
+        return None
+    from ..metrics import random_ranking_expectation
+
+    try:
+        return random_ranking_expectation([int(c)], metric)
+    except ValueError:
+        return None
+
+
 def _check_metric(metric: str, metrics: List[str], root: Path) -> str:
     m = str(metric).strip().lower()
     known = set(METRIC_ORDER) | set(metrics)
@@ -335,24 +364,71 @@ def _check_metric(metric: str, metrics: List[str], root: Path) -> str:
     return m
 
 
-def build_report(results_dir: PathLike, metric: str = "gauc", include_reference: bool = True,
-                 include_random: bool = True, all_metrics: bool = True) -> Report:
-    """Read the results tree and build every table (for every metric when ``all_metrics``).
+def _headline_of(task: str, metrics: List[str]) -> str:
+    from ..tasks import get_task
+
+    try:
+        return get_task(task).headline
+    except ConfigError:  # results of a task this version does not know
+        return metrics[0] if metrics else "gauc"
+
+
+def _nothing_to_report(root: Path, skipped: List[Skipped]) -> DataError:
+    if skipped:
+        shown = "; ".join(f"{s.path}: {s.reason}" for s in skipped[:3])
+        more = f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else ""
+        return DataError(f"no readable results in '{root}': {len(skipped)} file(s) skipped: {shown}{more}")
+    return DataError(
+        f"no results files in '{root}' (expected <model>/<scheme>/<scenario>.json); "
+        "run `recbench zero-shot ...` first or pass --results DIR"
+    )
+
+
+def build_report(results_dir: PathLike, metric: Optional[str] = None, include_reference: bool = True,
+                 include_random: bool = True, all_metrics: bool = True, task: str = DEFAULT_TASK) -> Report:
+    """Read the results tree and build every table of one task (for every metric when
+    ``all_metrics``); metric None: the task's headline (gauc for ctr, ndcg@10 for seqrec).
 
     Raises DataError when there is nothing to report and ConfigError for an unknown metric.
     """
     records, skipped, root = _scan(results_dir)
     if not records:
-        if skipped:
-            shown = "; ".join(f"{s.path}: {s.reason}" for s in skipped[:3])
-            more = f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else ""
-            raise DataError(f"no readable results in '{root}': {len(skipped)} file(s) skipped: {shown}{more}")
-        raise DataError(
-            f"no results files in '{root}' (expected <model>/<scheme>/<scenario>.json); "
-            "run `recbench zero-shot ...` first or pass --results DIR"
-        )
+        raise _nothing_to_report(root, skipped)
+    mine = [r for r in records if r["task"] == task]
+    if not mine:
+        found = sorted({r["task"] for r in records})
+        raise DataError(f"no {task} results in '{root}' (it holds results of task(s): {', '.join(found)}); "
+                        f"pass task={found[0]!r}")
+    return _report(root, mine, skipped, metric, include_reference, include_random, all_metrics, task)
+
+
+def build_reports(results_dir: PathLike, metric: Optional[str] = None, include_reference: bool = True,
+                  include_random: bool = True, all_metrics: bool = True) -> List[Report]:
+    """One Report per task found in the results tree (ctr first). `metric` applies to every task
+    whose results hold it; a task without it keeps its headline; a metric no task has is an error."""
+    records, skipped, root = _scan(results_dir)
+    if not records:
+        raise _nothing_to_report(root, skipped)
+    by_task: Dict[str, List[Dict[str, Any]]] = {}
+    for r in records:
+        by_task.setdefault(r["task"], []).append(r)
+    order = sorted(by_task, key=lambda t: (t != DEFAULT_TASK, t))
+    if metric is not None:
+        _check_metric(metric, available_metrics(records), root)
+    reports = []
+    for task in order:
+        recs = by_task[task]
+        m = str(metric).strip().lower() if metric is not None else None
+        if m is not None and m not in available_metrics(recs):
+            m = None
+        reports.append(_report(root, recs, skipped, m, include_reference, include_random, all_metrics, task))
+    return reports
+
+
+def _report(root: Path, records: List[Dict[str, Any]], skipped: List[Skipped], metric: Optional[str],
+            include_reference: bool, include_random: bool, all_metrics: bool, task: str) -> Report:
     metrics = available_metrics(records)
-    metric = _check_metric(metric, metrics, root)
+    metric = _check_metric(metric if metric is not None else _headline_of(task, metrics), metrics, root)
     reference = load_reference() if include_reference else {}
     groups: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
     for r in records:
@@ -361,14 +437,15 @@ def build_report(results_dir: PathLike, metric: str = "gauc", include_reference:
     for m in (metrics if all_metrics else [metric]):
         built = []
         for (pipeline, scheme), recs in groups.items():
-            t = _build_table(_table_key(pipeline, scheme), pipeline, scheme, recs, m,
+            t = _build_table(_table_key(pipeline, scheme, task), pipeline, scheme, recs, m,
                              include_reference, include_random, reference)
             if t is not None:
+                t.task = task
                 built.append(t)
         built.sort(key=lambda t: _table_sort_key(t.key))
         tables[m] = built
     return Report(root=root, records=records, skipped=skipped, metric=metric, metrics=metrics,
-                  tables=tables, include_reference=include_reference, include_random=include_random)
+                  tables=tables, include_reference=include_reference, include_random=include_random, task=task)
 
 
 def _table_frame(table: Table) -> pd.DataFrame:
@@ -387,24 +464,26 @@ def _table_frame(table: Table) -> pd.DataFrame:
                                      "complete", "n_scenarios", "n", "flags", "files"])
     df = df.set_index("model")
     df.attrs.update({"table": table.key, "pipeline": table.pipeline, "scheme": table.scheme,
-                     "metric": table.metric, "notes": list(table.notes)})
+                     "metric": table.metric, "notes": list(table.notes), "task": table.task})
     if any(r.source == "published" for r in table.rows):
         df.attrs["citation"] = CITATION
     return df
 
 
-def leaderboard_tables(results_dir: PathLike, metric: str = "gauc", include_reference: bool = True,
-                       include_random: bool = True) -> Dict[str, pd.DataFrame]:
-    """One DataFrame per (pipeline, scheme), keyed like ``"zero-shot-generative"``.
+def leaderboard_tables(results_dir: PathLike, metric: Optional[str] = None, include_reference: bool = True,
+                       include_random: bool = True, task: str = DEFAULT_TASK) -> Dict[str, pd.DataFrame]:
+    """One DataFrame per (pipeline, scheme) of one task, keyed like ``"zero-shot-generative"``
+    (other tasks: ``"zero-shot-generative-seqrec"``); metric None: the task's headline.
 
     Index: row label (``model`` or ``model +lora:<hash>``; published rows end in
     ``" (published)"``). Columns: source ("run", "published", "random"), adapter, the ten
     scenarios in the paper's order (then any other scenario, e.g. demo, not counted in
     Overall), overall, complete, n_scenarios, n (test samples summed over the row's files),
     flags (metadata disagreements, "" if none) and files (the row's results files relative to
-    ``results_dir``, ";"-separated). Rows are sorted by Overall, best first.
+    ``results_dir``, ";"-separated). Your runs come first, then the published and random rows;
+    each group sorted by Overall, best first (complete rows before incomplete ones).
     """
-    report = build_report(results_dir, metric, include_reference, include_random, all_metrics=False)
+    report = build_report(results_dir, metric, include_reference, include_random, all_metrics=False, task=task)
     return {t.key: _table_frame(t) for t in report.headline}
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable, Optional, Union
 
 from ..errors import DataError
+from ..settings import DEFAULT_SEED
 from . import cache as _cache
 from .base import PROTOCOL_VERSION, Event, RawSource, RemoteFile, SamplingPolicy, Scenario, build_scenario
 from .io import BuildReport
@@ -45,19 +46,34 @@ def load_scenario(
     name: str,
     raw_dir: Optional[PathLike] = None,
     *,
-    seed: int = 2024,
+    seed: int = DEFAULT_SEED,
     num_test: Optional[int] = None,
     num_finetune: Optional[int] = None,
     strict: bool = False,
     cache_dir: Optional[PathLike] = None,
     use_cache: bool = True,
     progress: Optional[Callable[[str], None]] = None,
+    task: Optional[str] = None,
+    engine: Optional[str] = None,
     **options,
 ) -> Scenario:
     """Build (or load from cache) a scenario's items, test and fine-tuning samples.
 
     options are loader-specific (custom scenario: file names and column names).
+    task: the task whose split to build (default ctr: the samples above); another task builds
+    its own split (seqrec: test frame user_id, history, target, candidates; options may add
+    history_len and candidates), see recbench/tasks/.
+    engine: "duckdb" (the default, or $RECBENCH_ENGINE) reads the large raw files with the
+    columnar engine; "python" streams them in Python (slower, same samples).
     """
+    from ..tasks import DEFAULT_TASK, get_task
+    from .engine import resolve_engine
+
+    engine = resolve_engine(engine)
+    if task is not None and task != DEFAULT_TASK:  # (seqrec reads the events with the Python reader)
+        return get_task(task).load_scenario(name, raw_dir, seed=seed, num_test=num_test, num_finetune=num_finetune,
+                                            strict=strict, cache_dir=cache_dir, use_cache=use_cache,
+                                            progress=progress, **options)
     source_cls = get_source(name)
     num_test = source_cls.default_num_test if num_test is None else int(num_test)
     num_finetune = source_cls.default_num_finetune if num_finetune is None else int(num_finetune)
@@ -80,10 +96,11 @@ def load_scenario(
     key = split_cache_key(source_cls, files, seed, num_test, num_finetune, options)
     entry = Path(cache_dir or _cache.default_cache_dir()) / "scenarios" / source_cls.name / key
     if use_cache:
-        cached = _cache.load(entry)
+        cached = _cache.load(entry, progress=progress)
         if cached is not None:
             return cached
-    scenario = build_scenario(source, seed=seed, num_test=num_test, num_finetune=num_finetune, progress=progress)
+    scenario = build_scenario(source, seed=seed, num_test=num_test, num_finetune=num_finetune, progress=progress,
+                              engine=engine)
     scenario.info["cache_key"] = key
     scenario.info["raw_files"] = [str(p) for p in files]
     if use_cache:

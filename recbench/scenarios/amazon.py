@@ -19,11 +19,12 @@ import html
 import json
 import re
 from pathlib import Path
-from typing import ClassVar, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, ClassVar, Dict, Iterator, List, Optional, Tuple
 
+from . import engine as E
 from .base import Event, RawSource, RemoteFile, SamplingPolicy
-from .io import BuildReport, check_json_format, iter_jsonl, iter_lines
-from .reviews import ReviewFields, review_events
+from .io import BuildReport, check_json_format, decode_line, iter_lines, iter_raw_lines, parse_json_line
+from .reviews import REVIEW_SKIPS, ReviewFields, review_event, review_sql
 
 AMAZON_2018 = "https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_v2/"
 _HTML_TAG = re.compile(r"<\s*/?\s*[A-Za-z!][^>]*>")
@@ -63,6 +64,24 @@ def clean_title(title) -> Tuple[Optional[str], str]:
     if _HTML_TAG.search(text) or "getTime" in text:
         return None, "HTML in title"
     return text, ""
+
+
+AMAZON_LABEL_SQL = "CASE WHEN {r} >= 4 THEN 1 WHEN {r} <= 2 THEN 0 END"
+
+
+def meta_sql(key: str) -> str:
+    """Columnar-engine SQL for the canonical meta lines: a plain title (no entity, tag,
+    getTime or odd blanks) is its own clean_title."""
+    keys = (key, "title")
+    return f"""
+SELECT ln, 0 AS k, CASE WHEN key IS NULL OR text IS NULL THEN '?' END AS st, key, text,
+  NULL::VARCHAR AS skip, NULL::VARCHAR AS detail
+FROM (
+  SELECT ln, CASE WHEN {E.canon('a')} THEN a END AS key,
+    CASE WHEN {E.canon_words('ti')} AND NOT regexp_matches(ti, '[&<]|getTime') THEN ti END AS text
+  FROM (SELECT ln, {E.json_text(f"s['{key}']")} AS a, {E.json_text("s['title']")} AS ti
+        FROM (SELECT ln, {E.json_fields('t', keys)} AS s FROM lines))
+)"""
 
 
 def _expected(c: str) -> str:
@@ -119,36 +138,44 @@ class AmazonSource(RawSource):
                 return False  # neither: check_json_format names the file and line
         return False
 
-    def _rows(self, path: Path, expected: str) -> Iterator[Tuple[int, dict]]:
+    def _check(self, path: Path, expected: str) -> bool:
+        """Check the file's first line; True when its lines are Python literals."""
         literal = self._is_literal(path)
         check_json_format(path, self.report, expected, literal=literal)
-        return iter_jsonl(path, self.report, literal=literal)
+        return literal
+
+    def _meta_line(self, name: str, key: str, literal: bool):
+        def read(lineno: int, raw: bytes, report: BuildReport) -> Optional[Tuple[str, Optional[str]]]:
+            text = decode_line(lineno, raw, report, name)
+            obj = None if text is None else parse_json_line(lineno, text, report, name, literal)
+            if obj is None:
+                return None
+            asin = obj.get(key)
+            if not isinstance(asin, str) or not asin.strip():
+                report.skip(f"missing {key}", f"{name}:{lineno}")
+                return None
+            title, why = clean_title(obj.get("title"))
+            if title is None:  # not counted when the item already has a title (the 2018 files repeat items)
+                report.skip(why, f"{name}:{lineno}", repr(obj.get("title"))[:60])
+                return asin.strip(), None
+            return asin.strip(), title
+
+        return E.item_line(read)
+
+    def _meta_expected(self, key: str) -> str:
+        return f"an item object with '{key}' and 'title'"
 
     def load_items(self) -> Dict[str, str]:
         release, _, meta = self._layout()
         key = _FIELDS[release][5]
-        items: Dict[str, str] = {}
-        for lineno, obj in self._rows(meta, f"an item object with '{key}' and 'title'"):
-            asin = obj.get(key)
-            if not isinstance(asin, str) or not asin.strip():
-                self.report.skip(f"missing {key}", f"{meta.name}:{lineno}")
-                continue
-            asin = asin.strip()
-            if asin in items:  # the 2018 meta files repeat some items
-                continue
-            text, why = clean_title(obj.get("title"))
-            if text is None:
-                self.report.skip(why, f"{meta.name}:{lineno}", repr(obj.get("title"))[:60])
-                continue
-            items[asin] = text
-        return items
+        literal = self._check(meta, self._meta_expected(key))
+        return E.collect_items(meta, self._meta_line(meta.name, key, literal), self.report, skips_after_valid=False)
 
-    def iter_events(self, items: Dict[str, str]) -> Iterator[Event]:
+    def _review_setup(self) -> Tuple[Path, ReviewFields, Callable[[object], Optional[float]], str, float]:
         release, reviews, _ = self._layout()
         ucol, icol, rcol, tcol, scale, _ = _FIELDS[release]
         expected = f"a review object with '{ucol}', '{icol}', '{rcol}', '{tcol}'"
         items_keys = (icol, "asin") if release == "2023" else (icol,)
-        fields = ReviewFields(user=ucol, item=items_keys, rating=rcol, time=tcol)
 
         def seconds(value) -> Optional[float]:
             try:
@@ -156,8 +183,53 @@ class AmazonSource(RawSource):
             except (TypeError, ValueError):
                 return None
 
-        yield from review_events(self._rows(reviews, expected), self.report, reviews.name, fields, seconds,
-                                 label_of=amazon_label)
+        return reviews, ReviewFields(user=ucol, item=items_keys, rating=rcol, time=tcol), seconds, expected, scale
+
+    def _line_events(self, name: str, fields: ReviewFields, seconds, literal: bool):
+        report = self.report
+
+        def events(lineno: int, raw: bytes) -> Iterator[Event]:
+            text = decode_line(lineno, raw, report, name)
+            obj = None if text is None else parse_json_line(lineno, text, report, name, literal)
+            if obj is None:
+                return
+            ev = review_event(obj, report, f"{name}:{lineno}", fields, seconds, amazon_label)
+            if ev is not None:
+                yield ev
+
+        return events
+
+    def iter_events(self, items: Dict[str, str]) -> Iterator[Event]:
+        reviews, fields, seconds, expected, _ = self._review_setup()
+        literal = self._check(reviews, expected)
+        line_events = self._line_events(reviews.name, fields, seconds, literal)
+        for lineno, raw in iter_raw_lines(reviews):
+            yield from line_events(lineno, raw)
+
+    def columnar(self) -> Optional[E.ColumnarPlan]:
+        release, reviews, meta = self._layout()
+        key = _FIELDS[release][5]
+        if self._is_literal(reviews):
+            return None  # Python-literal lines: the Python reader only (the 2014 meta files are, not reviews)
+
+        def items() -> E.LineSpec:
+            self._check(meta, self._meta_expected(key))
+            return E.LineSpec(E.ITEM_COLUMNS, meta_sql(key), self._meta_line(meta.name, key, False),
+                              required=E.ITEM_REQUIRED, json_lines=True)
+
+        def events() -> E.LineSpec:
+            path, fields, seconds, expected, scale = self._review_setup()
+            literal = self._check(path, expected)
+            assert not literal
+            time_sql = lambda v: f"({E.json_number(v)} * CAST({scale!r} AS DOUBLE))"  # noqa: E731
+            bad_time = lambda v: f"({v} IN ('null', '\"\"') OR {E.json_is(v, 'object', 'array')})"  # noqa: E731
+            return E.LineSpec(E.EVENT_COLUMNS, review_sql(fields, time_sql, AMAZON_LABEL_SQL, bad_time),
+                              E.event_rows(self._line_events(path.name, fields, seconds, literal)),
+                              drops=("rating of exactly 3",), skips=REVIEW_SKIPS, json_lines=True)
+
+        # Python-literal meta lines (2014) are read by the Python reader (load_items)
+        plan_items = None if self._is_literal(meta) else E.ItemPlan(meta, items, skips_after_valid=False)
+        return E.ColumnarPlan(reviews, events, plan_items)
 
 
 class CdsSource(AmazonSource):

@@ -6,8 +6,12 @@ Everything else (who is eligible, held-out positives, negatives, caps, the seede
 order, disjoint fine-tuning users) happens here, once, so all ten domains follow the
 same rules.
 
-Memory stays flat in the size of the raw files: a first pass over the events keeps only
-per-user counters, a second pass keeps the events of the users that were selected.
+Two engines read the events (build_scenario(engine=...)): "duckdb" (engine.py) for sources
+that describe themselves to it (RawSource.columnar), and "python", which streams
+iter_events twice: a first pass keeps only per-user counters (plus 33 bytes per event to
+find exact duplicates), a second pass keeps the events of the users that were selected.
+Both hand the same :class:`Interactions` to the sampling below, so they build the same
+samples.
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ from abc import ABC, abstractmethod
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, ClassVar, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 
 from ..errors import DataError
 from .io import BuildReport
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .engine import ColumnarPlan
 
 PROTOCOL_VERSION = "1"
 SAMPLE_COLUMNS = ["user_id", "item_id", "label", "history"]
@@ -85,6 +92,11 @@ class RawSource(ABC):
     source_url: ClassVar[str] = ""
     downloads: ClassVar[Tuple[RemoteFile, ...]] = ()
     loader_version: ClassVar[str] = "1"
+    # Exact duplicate events (same user, item, time, label and history) are usually an
+    # accident, e.g. a file concatenated twice: they are counted once and reported as
+    # skipped "duplicate". A dataset where a repeated row means something (H&M: one row
+    # per unit bought) sets this to keep them.
+    keep_duplicates: ClassVar[bool] = False
 
     def __init__(self, raw_dir: Optional[Path], report: BuildReport, **options):
         self.raw_dir = Path(raw_dir) if raw_dir is not None else None
@@ -118,6 +130,11 @@ class RawSource(ABC):
     @abstractmethod
     def iter_events(self, items: Dict[str, str]) -> Iterator[Event]:
         """Yield events in file order. Called twice (two-pass build): must restart."""
+
+    def columnar(self) -> Optional["ColumnarPlan"]:
+        """How the columnar engine (engine.py) reads this source; None: the Python reader
+        (iter_events) is used whatever the engine asked for."""
+        return None
 
     # -- helpers for subclasses -----------------------------------------------------------
     def find_file(self, *candidates: str) -> Optional[Path]:
@@ -222,7 +239,7 @@ class _Counts:
         self.pos = array("l")
         self.neg = array("l")
 
-    def add(self, user: str, label: int) -> None:
+    def add(self, user: str, label: int) -> int:
         uid = self.index.get(user)
         if uid is None:
             uid = self.index[user] = len(self.pos)
@@ -232,6 +249,39 @@ class _Counts:
             self.pos[uid] += 1
         else:
             self.neg[uid] += 1
+        return uid
+
+
+class _EventKeys:
+    """Two independent 64-bit hashes of every counted event (pass one), to find exact
+    duplicates without keeping the events: 33 bytes per event."""
+
+    def __init__(self) -> None:
+        self.h1 = array("q")
+        self.h2 = array("q")
+        self.uid = array("q")
+        self.seq = array("q")
+        self.label = bytearray()
+
+    def add(self, ev: Event, uid: int, seq: int) -> None:
+        self.h1.append(hash((ev.user, ev.item, ev.time, ev.label, ev.history)))
+        self.h2.append(hash((ev.history, ev.label, ev.time, ev.item, ev.user, 1)))
+        self.uid.append(uid)
+        self.seq.append(seq)
+        self.label.append(1 if ev.label else 0)
+
+    def duplicates(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(seq, uid, label) of the events equal to an earlier one, in file order."""
+        n = len(self.seq)
+        if n == 0:
+            return (np.zeros(0, np.int64),) * 3
+        h1 = np.frombuffer(self.h1, dtype=np.int64)
+        h2 = np.frombuffer(self.h2, dtype=np.int64)
+        order = np.lexsort((np.arange(n), h2, h1))  # equal events together, earliest first
+        same = (h1[order][1:] == h1[order][:-1]) & (h2[order][1:] == h2[order][:-1])
+        dup = np.sort(order[1:][same])
+        return (np.frombuffer(self.seq, dtype=np.int64)[dup], np.frombuffer(self.uid, dtype=np.int64)[dup],
+                np.frombuffer(bytes(self.label), dtype=np.uint8)[dup])
 
 
 def _contribution(policy: SamplingPolicy, n_pos: int, n_neg: int) -> int:
@@ -244,31 +294,114 @@ def _contribution(policy: SamplingPolicy, n_pos: int, n_neg: int) -> int:
 
 
 def _select_users(
-    counts: _Counts, policy: SamplingPolicy, seed: int, num_test: int, num_finetune: int
+    users: Sequence[str], n_pos: Sequence[int], n_neg: Sequence[int], policy: SamplingPolicy, seed: int,
+    num_test: int, num_finetune: int,
 ) -> Tuple[List[str], List[str]]:
-    """Eligible users in a seeded shuffled order, cut into test and fine-tuning users."""
-    eligible = sorted(
-        u
-        for u, uid in counts.index.items()
-        if counts.pos[uid] >= policy.min_positives and counts.neg[uid] >= policy.min_negatives
-    )
-    order = np.random.default_rng(seed).permutation(len(eligible))
+    """Eligible users (sorted, with their counts) visited in a seeded shuffled order, cut
+    into test and fine-tuning users."""
+    order = np.random.default_rng(seed).permutation(len(users))
     test_users: List[str] = []
     ft_users: List[str] = []
     filled_test = filled_ft = 0
     for k in order:
-        user = eligible[k]
-        uid = counts.index[user]
-        c = _contribution(policy, counts.pos[uid], counts.neg[uid])
+        c = _contribution(policy, n_pos[k], n_neg[k])
         if filled_test < num_test:
-            test_users.append(user)
+            test_users.append(users[k])
             filled_test += c
         elif filled_ft < num_finetune:
-            ft_users.append(user)
+            ft_users.append(users[k])
             filled_ft += c
         else:
             break
     return test_users, ft_users
+
+
+# (time, order in the file, item, label, history as read) of one event of one user
+UserEvent = Tuple[float, int, str, int, Optional[Tuple[str, ...]]]
+
+
+@dataclass
+class Interactions:
+    """What the sampling needs from the events, whichever engine read them.
+
+    Counts are over events with a known item, exact duplicates counted once (unless the
+    source keeps them); `events_of` gives the selected users' such events, each user's in
+    file order.
+    """
+
+    users: List[str]  # eligible users, sorted
+    n_pos: List[int]
+    n_neg: List[int]
+    n_users: int  # users with at least one counted event
+    universe: Callable[[], List[str]]  # items of the counted events, by first appearance
+    events_of: Callable[[List[str]], Dict[str, List[UserEvent]]]
+
+
+def _python_interactions(
+    source: RawSource, items: Dict[str, str], policy: SamplingPolicy, say: Callable[[str], None]
+) -> Interactions:
+    """Two streaming passes over iter_events (the reference reader)."""
+    report = source.report
+    say(f"{source.name}: pass 1/2 over interactions")
+    counts = _Counts()
+    keys = None if source.keep_duplicates else _EventKeys()
+    seen_items: Dict[str, None] = {}
+    seq = 0
+    for ev in source.iter_events(items):
+        seq += 1
+        report.rows_read += 1
+        if ev.item not in items:
+            report.skip("unknown item id", "", ev.item)
+            continue
+        uid = counts.add(ev.user, ev.label)
+        if keys is not None:
+            keys.add(ev, uid, seq)
+        if ev.item not in seen_items:
+            seen_items[ev.item] = None
+    dup_seqs: set = set()
+    if keys is not None:
+        seqs, uids, labels = keys.duplicates()
+        del keys
+        for uid, label in zip(uids.tolist(), labels.tolist()):
+            if label:
+                counts.pos[uid] -= 1
+            else:
+                counts.neg[uid] -= 1
+        dup_seqs = set(seqs.tolist())
+    first_dup = min(dup_seqs) if dup_seqs else 0
+    universe = list(seen_items)
+    del seen_items
+    eligible = sorted(
+        u for u, uid in counts.index.items()
+        if counts.pos[uid] >= policy.min_positives and counts.neg[uid] >= policy.min_negatives
+    )
+    n_pos = [counts.pos[counts.index[u]] for u in eligible]
+    n_neg = [counts.neg[counts.index[u]] for u in eligible]
+    n_users = len(counts.index)
+    del counts
+
+    def events_of(users: List[str]) -> Dict[str, List[UserEvent]]:
+        say(f"{source.name}: pass 2/2 collecting {len(users)} selected users")
+        selected: Dict[str, List[UserEvent]] = {u: [] for u in users}
+        quiet = BuildReport(strict=False)  # pass two re-reads the same rows: count once
+        source.report = quiet
+        try:
+            seq = 0
+            for ev in source.iter_events(items):
+                seq += 1
+                if seq in dup_seqs:
+                    if seq == first_dup:
+                        report.add_skipped("duplicate", len(dup_seqs), f"user {ev.user}, item {ev.item}")
+                    continue
+                bucket = selected.get(ev.user)
+                if bucket is None or ev.item not in items:
+                    continue
+                bucket.append((ev.time, seq, ev.item, int(ev.label), ev.history))
+        finally:
+            source.report = report
+        return selected
+
+    return Interactions(eligible, n_pos, n_neg, n_users, lambda: universe, events_of)
 
 
 def _user_rng(seed: int, user: str) -> np.random.Generator:
@@ -277,7 +410,7 @@ def _user_rng(seed: int, user: str) -> np.random.Generator:
 
 def _user_samples(
     user: str,
-    events: List[Tuple[float, int, str, int, Optional[Tuple[str, ...]]]],
+    events: List[UserEvent],
     policy: SamplingPolicy,
     seed: int,
     universe: Sequence[str],
@@ -335,63 +468,55 @@ def build_scenario(
     num_test: int,
     num_finetune: int,
     progress: Optional[Callable[[str], None]] = None,
+    engine: str = "python",
 ) -> Scenario:
-    """Run the two-pass build of PROTOCOL §3 over a raw source."""
-    report = source.report
+    """Run the two-pass build of PROTOCOL §3 over a raw source.
+
+    engine: "duckdb" reads the sources that have a columnar plan with the columnar engine
+    (engine.py), "python" streams iter_events; both build the same samples.
+    """
     policy = source.policy
     say = progress or (lambda _msg: None)
+    plan = source.columnar() if engine == "duckdb" else None
 
-    say(f"{source.name}: reading items")
-    items = source.load_items()
-    if not items:
-        raise DataError(f"{source.name}: no items with text were read; check {source.expected_files}")
+    if plan is None:
+        say(f"{source.name}: reading items")
+        items = source.load_items()
+        if not items:
+            raise DataError(f"{source.name}: no items with text were read; check {source.expected_files}")
+        return _build(source, items, _python_interactions(source, items, policy, say), seed, num_test,
+                      num_finetune)
+    from .engine import columnar_build
 
-    say(f"{source.name}: pass 1/2 over interactions")
-    counts = _Counts()
-    seen_items: Dict[str, None] = {}
-    for ev in source.iter_events(items):
-        report.rows_read += 1
-        if ev.item not in items:
-            report.skip("unknown item id", "", ev.item)
-            continue
-        counts.add(ev.user, ev.label)
-        if ev.item not in seen_items:
-            seen_items[ev.item] = None
-    if not counts.index:
+    return columnar_build(source, plan, seed=seed, num_test=num_test, num_finetune=num_finetune, say=say)
+
+
+def _build(
+    source: RawSource, items: Dict[str, str], inter: Interactions, seed: int, num_test: int, num_finetune: int
+) -> Scenario:
+    """Selection and samples (PROTOCOL §3) from the counted interactions."""
+    report = source.report
+    policy = source.policy
+    if inter.n_users == 0:
         raise DataError(f"{source.name}: no usable interactions were read from {source.raw_dir}")
-    universe = list(seen_items)
-    del seen_items
-
-    test_users, ft_users = _select_users(counts, policy, seed, num_test, num_finetune)
+    test_users, ft_users = _select_users(inter.users, inter.n_pos, inter.n_neg, policy, seed, num_test,
+                                         num_finetune)
     if not test_users and num_test > 0:
         raise DataError(
             f"{source.name}: no user has enough interactions (needs >= {policy.min_positives} positives"
             + (f" and >= {policy.min_negatives} negatives" if policy.min_negatives else "")
             + ")"
         )
-    selected = {u: [] for u in test_users + ft_users}
-    n_users = len(counts.index)
-    del counts
-
-    say(f"{source.name}: pass 2/2 collecting {len(selected)} selected users")
-    quiet = BuildReport(strict=False)  # pass two re-reads the same rows: count once
-    source.report = quiet
-    try:
-        seq = 0
-        for ev in source.iter_events(items):
-            seq += 1
-            bucket = selected.get(ev.user)
-            if bucket is None or ev.item not in items:
-                continue
-            hist = None
-            if ev.history is not None:
-                hist = tuple(h for h in ev.history if h in items)
-                dropped = len(ev.history) - len(hist)
+    universe = inter.universe() if policy.sampled_negatives else []
+    selected = inter.events_of(test_users + ft_users)
+    for events in selected.values():
+        for k, (time, seq, item, label, hist) in enumerate(events):
+            if hist is not None:
+                kept = tuple(h for h in hist if h in items)
+                dropped = len(hist) - len(kept)
                 if dropped:
                     report.skipped["unknown history item id"] += dropped
-            bucket.append((ev.time, seq, ev.item, int(ev.label), hist))
-    finally:
-        source.report = report
+                events[k] = (time, seq, item, label, kept)
 
     def collect(users: List[str], target: int) -> pd.DataFrame:
         rows: List[Tuple[str, str, int, List[str]]] = []
@@ -411,7 +536,7 @@ def build_scenario(
     )
     info = {
         **report.as_dict(),
-        "users_total": n_users,
+        "users_total": inter.n_users,
         "items_total": len(items),
         "data_fingerprint": samples_fingerprint(test),  # what results are computed on
         "finetune_fingerprint": samples_fingerprint(finetune),

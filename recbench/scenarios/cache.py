@@ -2,25 +2,33 @@
 
 The key covers protocol version, loader version, scenario, seed, sizes, loader options and
 a fingerprint of the raw files (name, size, mtime and sha256 of the first and last MiB of
-each), so a changed input or setting rebuilds and stale data is never reused. Writes go to
-a temporary folder that is renamed into place, so a killed build leaves no half cache.
+each), so a changed input or setting rebuilds and stale data is never reused. Each entry
+is built in a private temporary folder and renamed into place in one step (meta.json, with
+the sha256 of every file, written last), so a killed or concurrent build leaves no half
+entry; every load checks the files against those checksums.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
 import os
 import shutil
+import sys
 import tempfile
+import uuid
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import pandas as pd
 
-from .base import PROTOCOL_VERSION, Scenario
+from ..hashing import json_sha256
+from .base import PROTOCOL_VERSION, Scenario, samples_fingerprint
 
 CHUNK = 1 << 20
+META = "meta.json"
 
 
 def default_cache_dir() -> Path:
@@ -47,7 +55,7 @@ def file_fingerprint(path: Path) -> dict:
 
 def raw_fingerprint(files: List[Path]) -> str:
     doc = [file_fingerprint(Path(p)) for p in sorted(files, key=lambda p: Path(p).name)]
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+    return json_sha256(doc)
 
 
 def cache_key(name: str, loader_version: str, seed: int, num_test: int, num_finetune: int,
@@ -62,15 +70,15 @@ def cache_key(name: str, loader_version: str, seed: int, num_test: int, num_fine
         "options": {k: str(v) for k, v in sorted(options.items())},
         "raw": raw_fp,
     }
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:20]
+    return json_sha256(doc, 20)
 
 
-def _write_frame(df: pd.DataFrame, path: Path) -> None:
-    df.to_parquet(path, index=False)
+SPLITS = ("items", "test", "finetune")
+FORMAT = 2  # meta.json layout; entries of another format are rebuilt
 
 
-def _read_samples(path: Path) -> pd.DataFrame:
-    df = pd.read_parquet(path)
+def _read_samples(data: bytes) -> pd.DataFrame:
+    df = pd.read_parquet(io.BytesIO(data))
     if "history" in df:
         df["history"] = [list(h) if h is not None else [] for h in df["history"]]
     if "label" in df:
@@ -78,44 +86,125 @@ def _read_samples(path: Path) -> pd.DataFrame:
     return df
 
 
-def save(scenario: Scenario, folder: Path) -> None:
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def save(scenario: Scenario, folder: Path) -> bool:
+    """Publish a built scenario at `folder`; True if this call's files are the ones there.
+
+    Built in a private temporary folder (Parquet files, then meta.json with their sha256
+    last) and renamed onto `folder` in one step, so readers never see a half-made entry and
+    concurrent builders of the same key never fail: the first rename wins, the others
+    find a complete entry and discard theirs. An invalid entry in the way (damaged, old
+    format) is moved aside first."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
     try:
-        _write_frame(scenario.items, tmp / "items.parquet")
-        _write_frame(scenario.test, tmp / "test.parquet")
-        _write_frame(scenario.finetune, tmp / "finetune.parquet")
+        checksums = {}
+        for split in SPLITS:
+            buf = io.BytesIO()
+            getattr(scenario, split).to_parquet(buf, index=False)
+            data = buf.getvalue()
+            (tmp / f"{split}.parquet").write_bytes(data)
+            checksums[f"{split}.parquet"] = _sha256(data)
         meta = {
+            "format": FORMAT,
             "name": scenario.name,
             "domain": scenario.domain,
             "item_noun": scenario.item_noun,
             "seed": scenario.seed,
             "info": scenario.info,
+            "sha256": checksums,
         }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
+        (tmp / META).write_text(json.dumps(meta, indent=1, sort_keys=True))
+        for _ in range(5):
+            try:
+                os.rename(tmp, folder)
+                return True
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.EACCES, errno.EPERM, errno.EISDIR,
+                                     errno.ENOTDIR) \
+                        and not isinstance(exc, FileExistsError):
+                    raise
+            if _complete(folder):
+                return False  # another build of the same key won: use it
+            _move_aside(folder)
+        return False  # a persistently contended entry: this run uses its own build
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
-def load(folder: Path) -> Optional[Scenario]:
-    meta_path = folder / "meta.json"
-    if not meta_path.is_file():
+def _move_aside(folder: Path) -> None:
+    """Take an invalid entry out of the way with one rename, then delete it."""
+    trash = folder.parent / f".old-{folder.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        os.rename(folder, trash)
+    except OSError:
+        return  # someone else moved it (or cannot be moved: the caller gives up after a few tries)
+    if trash.is_dir():
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        trash.unlink()
+
+
+def _verify(folder: Path) -> Tuple[dict, Dict[str, bytes]]:
+    """(meta, file bytes) of a complete entry whose files all match their sha256; else
+    ValueError saying what is wrong."""
+    try:
+        meta = json.loads((folder / META).read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{META} unreadable: {exc}") from None
+    sums = meta.get("sha256") if isinstance(meta, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(sums, dict) \
+            or set(sums) != {f"{s}.parquet" for s in SPLITS}:
+        raise ValueError("written by an older recbench, without checksums")
+    blobs = {}
+    for name in sorted(sums):
+        try:
+            blobs[name] = (folder / name).read_bytes()
+        except OSError as exc:
+            raise ValueError(f"{name} unreadable: {exc.strerror or exc}") from None
+        if _sha256(blobs[name]) != sums[name]:
+            raise ValueError(f"{name} does not match the checksum written with it")
+    return meta, blobs
+
+
+def _complete(folder: Path) -> bool:
+    try:
+        _verify(folder)
+        return True
+    except ValueError:
+        return False
+
+
+def load(folder: Path, progress: Optional[Callable[[str], None]] = None) -> Optional[Scenario]:
+    """The cached scenario at `folder`, or None when there is none or it must be rebuilt.
+
+    Every file is checked against the sha256 written with it and parsed from the very bytes
+    checked. A damaged entry is rebuilt, and `progress` (else stderr) gets one line saying
+    so. The data fingerprint is recomputed from the samples read, so it always describes the
+    data actually used."""
+    if not (folder / META).is_file():
         return None
     try:
-        meta = json.loads(meta_path.read_text())
+        meta, blobs = _verify(folder)
+        info = dict(meta["info"])
+        test = _read_samples(blobs["test.parquet"])
+        finetune = _read_samples(blobs["finetune.parquet"])
+        info["data_fingerprint"] = samples_fingerprint(test)
+        info["finetune_fingerprint"] = samples_fingerprint(finetune)
         return Scenario(
             name=meta["name"],
             domain=meta["domain"],
             item_noun=meta["item_noun"],
-            items=pd.read_parquet(folder / "items.parquet"),
-            test=_read_samples(folder / "test.parquet"),
-            finetune=_read_samples(folder / "finetune.parquet"),
+            items=pd.read_parquet(io.BytesIO(blobs["items.parquet"])),
+            test=test,
+            finetune=finetune,
             seed=meta["seed"],
-            info=meta["info"],
+            info=info,
         )
-    except (OSError, ValueError, KeyError):
-        return None  # unreadable cache entry: rebuild
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        say = progress or (lambda m: print(m, file=sys.stderr))
+        say(f"scenario cache {folder}: {str(exc).splitlines()[0][:160]}; rebuilding it")
+        return None

@@ -104,9 +104,9 @@ def parse_number(value: Any) -> Optional[float]:
         return None
     try:
         x = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return None if math.isnan(x) else x
+    return x if math.isfinite(x) else None  # nan/inf are malformed, not a rating
 
 
 def parse_time(value: Any) -> Optional[float]:
@@ -114,7 +114,11 @@ def parse_time(value: Any) -> Optional[float]:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return None if isinstance(value, float) and math.isnan(value) else float(value)
+        try:
+            x = float(value)
+        except OverflowError:
+            return None
+        return x if math.isfinite(x) else None
     if isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=timezone.utc)  # naive times: UTC, not the machine's zone
@@ -125,7 +129,8 @@ def parse_time(value: Any) -> Optional[float]:
     if not text:
         return None
     try:
-        return float(text)
+        x = float(text)
+        return x if math.isfinite(x) else None
     except ValueError:
         pass
     try:

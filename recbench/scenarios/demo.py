@@ -119,6 +119,9 @@ class DemoSource(RawSource):
     )
     default_num_test = 500  # 50 users x 10 candidates
     default_num_finetune = 5000  # 500 users
+    # seqrec (users): the target is the last liked item, so taste makes it predictable
+    seqrec_num_test = 200
+    seqrec_num_finetune = 1000
     needs_raw_dir = False
     expected_files = "nothing: the catalog ships with recbench (recbench/data/demo_catalog.csv)"
     loader_version = "1"

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import DataError
+from . import engine as E
 from .base import Event, RawSource, RemoteFile, SamplingPolicy
-from .io import BuildReport, check_json_format, iter_jsonl
+from .io import BuildReport, check_json_format, decode_line, iter_jsonl, iter_raw_lines, parse_json_line
 
 INTERACTIONS = "goodreads_interactions_dedup.json"
 WORKS = "goodreads_book_works.json"
@@ -75,6 +76,55 @@ def read_label(value) -> Optional[int]:
     return None
 
 
+# -- columnar engine: the canonical lines ------------------------------------------------
+
+_DATE = (r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{2} "
+         r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9] [+-][0-9]{4} [0-9]{4}")
+
+
+def date_sql(expr: str, quoted: bool = False) -> str:
+    """SQL: what parse_date gives for a canonical date_added ("Thu Dec 17 11:10:42 -0800 2015");
+    a date DuckDB does not read (no such day, an odd offset) goes to Python. quoted: expr is
+    the JSON string itself, quotes included (no unquoting needed)."""
+    q = '"' if quoted else ""
+    return (f"(CASE WHEN regexp_full_match({expr}, '{q}{_DATE}{q}') AND NOT ends_with({expr}, ' 0000{q}') "
+            f"THEN epoch(try_strptime({expr}, '{q}%a %b %d %H:%M:%S %z %Y{q}')) END)")
+
+
+_WORK_KEYS = ("best_book_id", "original_title")
+WORKS_SQL = f"""
+SELECT ln, 0 AS k,
+  CASE WHEN key IS NULL THEN '?' WHEN NOT starts_with(ti, '"') OR ti = '""' THEN 'blank title'
+       WHEN text IS NULL THEN '?' END AS st,
+  key, text, NULL::VARCHAR AS skip, NULL::VARCHAR AS detail
+FROM (
+  SELECT ln, CASE WHEN {E.canon('b')} THEN b END AS key, ti, CASE WHEN {E.canon('tt')} THEN tt END AS text
+  FROM (SELECT ln, {E.json_text("s['best_book_id']")} AS b, s['original_title'] AS ti,
+          {E.json_text("s['original_title']")} AS tt
+        FROM (SELECT ln, {E.json_fields('t', _WORK_KEYS)} AS s FROM lines))
+)"""
+_EVENT_KEYS = ("user_id", "book_id", "is_read", "date_added")
+# The Python reading (GoodreadsSource._line_events) in its order: user and book (null or ""),
+# then is_read, then date_added; what the SQL cannot tell exactly goes to Python ('?').
+EVENTS_SQL = f"""
+SELECT ln, 0 AS k,
+  CASE WHEN s IS NULL THEN '?'
+       WHEN s['user_id'] IN ('null', '""') OR s['book_id'] IN ('null', '""') THEN 'missing user_id or book_id'
+       WHEN lab IS NULL THEN CASE WHEN s['is_read'] IN ('null', '""') OR {E.json_is("s['is_read']", "object", "array")}
+                                  THEN 'bad is_read' ELSE '?' END
+       WHEN tm IS NULL THEN CASE WHEN s['date_added'] = '""' OR NOT {E.json_is("s['date_added']", "string")}
+                                 THEN 'bad date_added' ELSE '?' END
+       WHEN u IS NULL OR b IS NULL THEN '?' END AS st,
+  u AS "user", b AS item, tm AS time, lab AS label
+FROM (
+  SELECT ln, s, CASE WHEN {E.canon('us')} THEN us END AS u, CASE WHEN {E.canon('bs')} THEN bs END AS b,
+    CASE s['is_read'] WHEN 'true' THEN 1 WHEN 'false' THEN 0 END AS lab, {date_sql("s['date_added']", quoted=True)} AS tm
+  FROM (SELECT ln, s, {E.json_text("s['user_id']")} AS us, {E.json_text("s['book_id']")} AS bs
+        FROM (SELECT ln, {E.json_fields('t', _EVENT_KEYS)} AS s FROM lines))
+)"""
+EVENT_SKIPS = ("missing user_id or book_id", "bad is_read", "bad date_added")
+
+
 def check_keys(path: Path, report: BuildReport, keys: Sequence[str], expected: str) -> None:
     """Fail early with file/line when the first JSON object lacks the keys this loader reads."""
     check_json_format(path, report, expected)
@@ -115,40 +165,82 @@ class GoodreadsSource(RawSource):
     def raw_files(self) -> List[Path]:
         return list(self._files())
 
-    def load_items(self) -> Dict[str, str]:
-        works, _ = self._files()
-        check_keys(works, self.report, ("best_book_id", "original_title"),
-                   "JSON lines of book works with best_book_id and original_title")
-        items: Dict[str, str] = {}
-        for lineno, obj in iter_jsonl(works, self.report):
+    def _work_line(self, name: str):
+        def read(lineno: int, raw: bytes, report: BuildReport) -> Optional[Tuple[str, str]]:
+            text = decode_line(lineno, raw, report, name)
+            obj = None if text is None else parse_json_line(lineno, text, report, name)
+            if obj is None:
+                return None
             book = str(obj.get("best_book_id") or "").strip()
             if not book:
-                self.report.skip("missing best_book_id", f"{works.name}:{lineno}")
-                continue
+                report.skip("missing best_book_id", f"{name}:{lineno}")
+                return None
             title = obj.get("original_title")
             title = title.strip() if isinstance(title, str) else ""
             if not title:
                 self.report.drop("blank title")
-                continue
-            items.setdefault(book, title)
-        return items
+                return None
+            return book, title
 
-    def iter_events(self, items: Dict[str, str]) -> Iterator[Event]:
+        return E.item_line(read)
+
+    def _check_works(self) -> None:
+        works, _ = self._files()
+        check_keys(works, self.report, ("best_book_id", "original_title"),
+                   "JSON lines of book works with best_book_id and original_title")
+
+    def _check_interactions(self) -> None:
         _, interactions = self._files()
         check_keys(interactions, self.report, ("user_id", "book_id", "is_read", "date_added"),
                    "JSON lines of interactions with user_id, book_id, is_read and date_added")
-        name = interactions.name
-        for lineno, obj in iter_jsonl(interactions, self.report):
+
+    def load_items(self) -> Dict[str, str]:
+        works, _ = self._files()
+        self._check_works()
+        return E.collect_items(works, self._work_line(works.name), self.report)
+
+    def _line_events(self, name: str):
+        report = self.report
+
+        def events(lineno: int, raw: bytes) -> Iterator[Event]:
+            text = decode_line(lineno, raw, report, name)
+            obj = None if text is None else parse_json_line(lineno, text, report, name)
+            if obj is None:
+                return
             user, book = obj.get("user_id"), obj.get("book_id")
             if user in (None, "") or book in (None, ""):
-                self.report.skip("missing user_id or book_id", f"{name}:{lineno}")
-                continue
+                report.skip("missing user_id or book_id", f"{name}:{lineno}")
+                return
             label = read_label(obj.get("is_read"))
             if label is None:
-                self.report.skip("bad is_read", f"{name}:{lineno}", repr(obj.get("is_read"))[:40])
-                continue
+                report.skip("bad is_read", f"{name}:{lineno}", repr(obj.get("is_read"))[:40])
+                return
             time = parse_date(obj.get("date_added"))
             if time is None:
-                self.report.skip("bad date_added", f"{name}:{lineno}", repr(obj.get("date_added"))[:40])
-                continue
+                report.skip("bad date_added", f"{name}:{lineno}", repr(obj.get("date_added"))[:40])
+                return
             yield Event(str(user).strip(), str(book).strip(), time, label)
+
+        return events
+
+    def iter_events(self, items: Dict[str, str]) -> Iterator[Event]:
+        _, interactions = self._files()
+        self._check_interactions()
+        line_events = self._line_events(interactions.name)
+        for lineno, raw in iter_raw_lines(interactions):
+            yield from line_events(lineno, raw)
+
+    def columnar(self) -> E.ColumnarPlan:
+        works, interactions = self._files()
+
+        def items() -> E.LineSpec:
+            self._check_works()
+            return E.LineSpec(E.ITEM_COLUMNS, WORKS_SQL, self._work_line(works.name), required=E.ITEM_REQUIRED,
+                              drops=("blank title",), json_lines=True)
+
+        def events() -> E.LineSpec:
+            self._check_interactions()
+            return E.LineSpec(E.EVENT_COLUMNS, EVENTS_SQL, E.event_rows(self._line_events(interactions.name)),
+                              skips=EVENT_SKIPS, json_lines=True)
+
+        return E.ColumnarPlan(interactions, events, E.ItemPlan(works, items))

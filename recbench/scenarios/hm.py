@@ -14,8 +14,9 @@ from datetime import date
 from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
 
+from . import engine as E
 from .base import Event, RawSource, SamplingPolicy
-from .io import iter_delimited
+from .io import BuildReport, Delimited, iter_delimited, iter_raw_lines, read_header
 
 ARTICLES = "articles.csv"
 TRANSACTIONS = "transactions_train.csv"
@@ -30,12 +31,30 @@ def article_key(raw: str) -> str:
     return text
 
 
+def transactions_sql(layout: Delimited) -> str:
+    """Columnar-engine SQL for the canonical transaction lines (see engine.LineSpec)."""
+    day, customer, article = (f"f[{layout.index(c) + 1}]" for c in ("t_dat", "customer_id", "article_id"))
+    return f"""
+SELECT ln, 0 AS k, CASE WHEN NOT ok OR d IS NULL OR NOT {E.canon('c')} OR a IS NULL THEN '?' END AS st,
+  c AS "user", a AS item, d AS time, 1 AS label
+FROM (
+  SELECT ln, ok, CASE WHEN ok THEN {customer} END AS c,
+    CASE WHEN ok AND regexp_full_match({article}, '[0-9]+')
+      THEN lpad({article}, CAST(greatest(length({article}), {ARTICLE_ID_DIGITS}) AS INTEGER), '0') END AS a,
+    CASE WHEN ok AND regexp_full_match({day}, '[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}') AND NOT starts_with({day}, '0000')
+      THEN CAST(TRY_CAST({day} AS DATE) - DATE '0001-01-01' + 1 AS DOUBLE) END AS d
+  FROM (SELECT ln, f, t IS NOT NULL AND {E.csv_line_ok('t', ',')} AND len(f) = {len(layout.columns)} AS ok
+        FROM (SELECT ln, t, string_split(t, ',') AS f FROM lines))
+)"""
+
+
 class HMSource(RawSource):
     name = "hm"
     domain = "fashion"
     item_noun = "fashion product"
     description = "H&M purchases (Kaggle); all purchases liked, negatives sampled."
     policy = SamplingPolicy(sampled_negatives=2)
+    keep_duplicates = True  # identical rows are units of one purchase (quantity), not an accident
     default_num_finetune = 100000
     expected_files = f"{ARTICLES} + {TRANSACTIONS} from the Kaggle competition data"
     source_url = "https://www.kaggle.com/competitions/h-and-m-personalized-fashion-recommendations/data"
@@ -65,17 +84,44 @@ class HMSource(RawSource):
             items.setdefault(article_key(r["article_id"]), text)
         return items
 
-    def iter_events(self, items: Dict[str, str]) -> Iterator[Event]:
+    def _layout(self, report: BuildReport) -> Delimited:
         _, transactions = self._files()
-        rows = iter_delimited(transactions, self.report, required=("t_dat", "customer_id", "article_id"))
-        for lineno, r in rows:
+        return read_header(transactions, report, required=("t_dat", "customer_id", "article_id"))
+
+    def _line_events(self, layout: Delimited):
+        report = self.report
+
+        def events(lineno: int, raw: bytes) -> Iterator[Event]:
+            r = layout.line(lineno, raw, report)
+            if r is None:
+                return
             try:
                 day = date.fromisoformat(r["t_dat"].strip()).toordinal()
             except ValueError:
-                self.report.skip("bad t_dat", f"{transactions.name}:{lineno}", r["t_dat"][:40])
-                continue
+                report.skip("bad t_dat", f"{layout.name}:{lineno}", r["t_dat"][:40])
+                return
             customer, article = r["customer_id"].strip(), article_key(r["article_id"])
             if not customer or not article:
-                self.report.skip("missing customer_id or article_id", f"{transactions.name}:{lineno}")
-                continue
+                report.skip("missing customer_id or article_id", f"{layout.name}:{lineno}")
+                return
             yield Event(customer, article, float(day), 1)
+
+        return events
+
+    def iter_events(self, items: Dict[str, str]) -> Iterator[Event]:
+        _, transactions = self._files()
+        layout = self._layout(self.report)
+        line_events = self._line_events(layout)
+        for lineno, raw in iter_raw_lines(transactions):
+            if lineno >= layout.first_line:
+                yield from line_events(lineno, raw)
+
+    def columnar(self) -> E.ColumnarPlan:
+        _, transactions = self._files()
+
+        def events() -> E.LineSpec:
+            layout = self._layout(self.report)
+            return E.LineSpec(E.EVENT_COLUMNS, transactions_sql(layout), E.event_rows(self._line_events(layout)),
+                              start_line=layout.first_line)
+
+        return E.ColumnarPlan(transactions, events)

@@ -14,16 +14,42 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Set
+from typing import Dict, Iterator, List, Optional
 from urllib.parse import unquote
 
+from . import engine as E
 from .base import Event, RawSource, SamplingPolicy
-from .io import BuildReport, check_json_format, iter_jsonl, iter_lines
-from .reviews import ReviewFields, parse_time, review_events
+from .io import BuildReport, check_json_format, decode_line, iter_raw_lines
+from .reviews import (RATING_LABEL_SQL, REVIEW_SKIPS, ReviewFields, iso_bad_time, iso_time_sql, parse_time,
+                      review_line, review_sql)
 
 FILE = "HotelRec.txt"
 # hotel_url is the first key of every line: read it without parsing the review text.
 _URL_FIRST = re.compile(r'\{\s*"hotel_url"\s*:\s*"([^"\\]*)"')
+FIELDS = ReviewFields(user="author", item=("hotel_url",), rating="rating", time="date")
+# The same fast path in SQL (\s of a str pattern is Python's whitespace), for lines ending in "}".
+_URL_FIRST_SQL = f'^\\{{{E.WS}*"hotel_url"{E.WS}*:{E.WS}*"([^"\\\\]*)"'
+URLS_SQL = f"""
+SELECT ln, 0 AS k, CASE WHEN t IS NULL OR NOT ends_with(t, '}}') OR NOT regexp_matches(t, '{_URL_FIRST_SQL}')
+  THEN '?' END AS st, regexp_extract(t, '{_URL_FIRST_SQL}', 1) AS key, NULL::VARCHAR AS text,
+  NULL::VARCHAR AS skip, NULL::VARCHAR AS detail
+FROM lines"""
+
+
+def url_of(lineno: int, raw: bytes, name: str) -> Optional[str]:
+    """The hotel_url of one raw line as load_items reads it (malformed lines are counted by
+    the events' reading, not here)."""
+    text = decode_line(lineno, raw, BuildReport(), name)
+    if text is None:
+        return None
+    m = _URL_FIRST.match(text)
+    if m and text.rstrip().endswith("}"):  # a cut-off line goes to the slow path
+        return m.group(1)
+    try:
+        url = json.loads(text).get("hotel_url")
+    except (ValueError, AttributeError):
+        return None
+    return url if isinstance(url, str) else None
 
 
 def hotel_text(url: str) -> Optional[str]:
@@ -62,34 +88,49 @@ class HotelRecSource(RawSource):
     def raw_files(self) -> List[Path]:
         return [self._file()]
 
-    def load_items(self) -> Dict[str, str]:
-        path = self._file()
-        check_json_format(path, self.report, "JSON lines with hotel_url, author, date and rating")
+    def _check(self) -> None:
+        check_json_format(self._file(), self.report, "JSON lines with hotel_url, author, date and rating")
+
+    def _hotels(self, path: Path, urls) -> Dict[str, str]:
+        """Items from the hotel URLs in order of first appearance, (url, line)."""
         items: Dict[str, str] = {}
-        bad: Set[str] = set()
-        # Malformed lines are counted once, by iter_events' first pass, not here.
-        for lineno, text in iter_lines(path, BuildReport()):
-            m = _URL_FIRST.match(text)
-            if m and text.rstrip().endswith("}"):  # a cut-off line goes to the slow path
-                url = m.group(1)
-            else:
-                try:
-                    url = json.loads(text).get("hotel_url")
-                except (ValueError, AttributeError):
-                    continue
-                if not isinstance(url, str):
-                    continue
-            if url in items or url in bad:
-                continue
+        for url, lineno in urls:
             hotel = hotel_text(url)
             if hotel is None:
-                bad.add(url)
                 self.report.skip("hotel_url without name", f"{path.name}:{lineno}", url[:80])
                 continue
             items[url] = hotel
         return items
 
+    def load_items(self) -> Dict[str, str]:
+        path = self._file()
+        self._check()
+        first: Dict[str, int] = {}
+        for lineno, raw in iter_raw_lines(path):
+            url = url_of(lineno, raw, path.name)
+            if url is not None and url not in first:
+                first[url] = lineno
+        return self._hotels(path, first.items())
+
     def iter_events(self, items: Dict[str, str]) -> Iterator[Event]:
         path = self._file()
-        fields = ReviewFields(user="author", item=("hotel_url",), rating="rating", time="date")
-        yield from review_events(iter_jsonl(path, self.report), self.report, path.name, fields, parse_time)
+        line_events = review_line(path.name, self.report, FIELDS, parse_time)
+        for lineno, raw in iter_raw_lines(path):
+            yield from line_events(lineno, raw)
+
+    def columnar(self) -> E.ColumnarPlan:
+        path = self._file()
+
+        def urls() -> E.LineSpec:
+            self._check()
+            return E.LineSpec(E.ITEM_COLUMNS, URLS_SQL, lambda ln, raw: [
+                (url, None, None, None) for url in [url_of(ln, raw, path.name)] if url is not None],
+                required=("key",))
+
+        def events() -> E.LineSpec:
+            return E.LineSpec(E.EVENT_COLUMNS, review_sql(FIELDS, iso_time_sql, RATING_LABEL_SQL, iso_bad_time),
+                              E.event_rows(review_line(path.name, self.report, FIELDS, parse_time)),
+                              drops=("rating of exactly 3",), skips=REVIEW_SKIPS)
+
+        items = E.ItemPlan(path, urls, finish=lambda firsts: self._hotels(path, firsts))
+        return E.ColumnarPlan(path, events, items)

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from ..errors import DataError
+from . import engine as E
 from .base import Event, RawSource, SamplingPolicy
-from .io import BuildReport, iter_delimited, iter_lines
+from .io import BuildReport, Delimited, iter_delimited, iter_lines, iter_raw_lines, read_header
 
 NEWS_COLUMNS = (
     "news_id", "category", "subcategory", "title", "abstract", "url", "title_entities", "abstract_entities",
@@ -36,6 +37,43 @@ def parse_time(text: str) -> Optional[float]:
         return datetime.strptime(text.strip(), TIME_FORMAT).replace(tzinfo=timezone.utc).timestamp()
     except ValueError:
         return None
+
+
+_TIME = (r"(1[0-2]|0[1-9]|[1-9])/(3[01]|[12][0-9]|0[1-9]|[1-9])/([0-9]{4}) "
+         r"(1[0-2]|0[1-9]|[1-9]):([0-5][0-9]):([0-5][0-9]) (AM|PM)")
+
+
+def time_sql(expr: str) -> str:
+    """SQL: what parse_time gives for a canonical time ("11/11/2019 9:05:58 AM"); a time
+    DuckDB does not read goes to Python."""
+    return (f"(CASE WHEN regexp_full_match({expr}, '{_TIME}') AND NOT regexp_matches({expr}, '^[0-9]+/[0-9]+/0000 ') "
+            f"THEN epoch(try_strptime({expr}, '%m/%d/%Y %I:%M:%S %p')) END)")
+
+
+def behaviors_sql(layout: Delimited) -> str:
+    """Columnar-engine SQL for the canonical behaviors lines: one row per impression token."""
+    return f"""
+SELECT ln, k, st, "user", substr(tok, 1, length(tok) - 2) AS item, time,
+  CAST(right(tok, 1) AS TINYINT) AS label, hist
+FROM (
+  SELECT ln, st, u AS "user", tm AS time, h AS hist,
+    unnest(CASE WHEN st IS NULL THEN string_split(imp, ' ') ELSE ['?-0'] END) AS tok,
+    generate_subscripts(CASE WHEN st IS NULL THEN string_split(imp, ' ') ELSE ['?-0'] END, 1) - 1 AS k
+  FROM (
+    SELECT ln, u, tm, h, imp,
+      CASE WHEN u IS NULL OR tm IS NULL OR h IS NULL THEN '?' WHEN h = '' THEN 'impression with empty history'
+           WHEN NOT regexp_full_match(imp, '[!-~]+-[01]( [!-~]+-[01])*') THEN '?' END AS st
+    FROM (
+      SELECT ln, CASE WHEN ok AND {E.canon('f[2]')} THEN f[2] END AS u,
+        CASE WHEN ok THEN {time_sql('f[3]')} END AS tm,
+        CASE WHEN ok AND (f[4] = '' OR regexp_full_match(f[4], '[!-~]+( [!-~]+)*')) THEN f[4] END AS h,
+        CASE WHEN ok THEN f[5] END AS imp
+      FROM (SELECT ln, f, t IS NOT NULL AND {E.csv_line_ok('t', chr(9), quotes=False)}
+                   AND len(f) = {len(layout.columns)} AS ok
+            FROM (SELECT ln, t, string_split(t, chr(9)) AS f FROM lines))
+    )
+  )
+)"""
 
 
 def _pair(folder: Path) -> Tuple[Optional[Path], Optional[Path]]:
@@ -115,30 +153,56 @@ class MindSource(RawSource):
             items.setdefault(r["news_id"].strip(), title)
         return items
 
-    def iter_events(self, items: Dict[str, str]) -> Iterator[Event]:
+    def _layout(self) -> Delimited:
         _, behaviors = self._files()
         check_columns(behaviors, len(BEHAVIOR_COLUMNS),
                       "MIND behaviors.tsv: impression id, user id, time, history, impressions")
-        rows = iter_delimited(behaviors, self.report, delimiter="\t", header=False, columns=BEHAVIOR_COLUMNS,
-                              quoting=csv.QUOTE_NONE)
-        for lineno, r in rows:
-            where = f"{behaviors.name}:{lineno}"
+        return read_header(behaviors, self.report, delimiter="\t", header=False, columns=BEHAVIOR_COLUMNS,
+                           quoting=csv.QUOTE_NONE)
+
+    def _line_events(self, layout: Delimited):
+        report = self.report
+
+        def events(lineno: int, raw: bytes) -> Iterator[Event]:
+            r = layout.line(lineno, raw, report)
+            if r is None:
+                return
+            where = f"{layout.name}:{lineno}"
             time = parse_time(r["time"])
             if time is None:
-                self.report.skip("bad time", where, r["time"][:40])
-                continue
+                report.skip("bad time", where, r["time"][:40])
+                return
             history = tuple(r["history"].split())
             if not history:
-                self.report.drop("impression with empty history")
-                continue
+                report.drop("impression with empty history")
+                return
             tokens = r["impressions"].split()
             if not tokens:
-                self.report.skip("empty impressions", where)
-                continue
+                report.skip("empty impressions", where)
+                return
             user = r["user_id"].strip()
             for token in tokens:
                 news_id, sep, label = token.rpartition("-")
                 if not sep or not news_id or label not in ("0", "1"):
-                    self.report.skip("malformed impression token", where, f"{token[:40]!r}, expected like N123-1")
+                    report.skip("malformed impression token", where, f"{token[:40]!r}, expected like N123-1")
                     continue
                 yield Event(user, news_id, time, int(label), history)
+
+        return events
+
+    def iter_events(self, items: Dict[str, str]) -> Iterator[Event]:
+        _, behaviors = self._files()
+        line_events = self._line_events(self._layout())
+        for lineno, raw in iter_raw_lines(behaviors):
+            yield from line_events(lineno, raw)
+
+    def columnar(self) -> E.ColumnarPlan:
+        _, behaviors = self._files()
+
+        def events() -> E.LineSpec:
+            layout = self._layout()
+            return E.LineSpec(E.EVENT_COLUMNS + (("hist", "VARCHAR"),), behaviors_sql(layout),
+                              E.event_rows(self._line_events(layout), history=True),
+                              drops=("impression with empty history",))
+
+        return E.ColumnarPlan(behaviors, events, history=True)

@@ -6,14 +6,37 @@ Item text: the title as published, which carries the year ("Heat (1995)").
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Dict, Iterator, List
 
+from . import engine as E
 from .base import Event, RawSource, RemoteFile
-from .io import iter_delimited
-from .reviews import rating_label
+from .io import Delimited, iter_delimited, iter_raw_lines, read_header
+from .reviews import RATING_LABEL_SQL, rating_label
 
 GROUPLENS = "https://files.grouplens.org/datasets/movielens/"
+
+
+def ratings_sql(layout: Delimited) -> str:
+    """Columnar-engine SQL for the canonical rating lines (see engine.LineSpec)."""
+    user, movie, rating, ts = (f"f[{layout.index(c) + 1}]" for c in ("userId", "movieId", "rating", "timestamp"))
+    sep = layout.multichar or layout.delimiter
+    ok = "true" if layout.multichar else E.csv_line_ok("t", sep)  # '::' is split with str.split
+    return f"""
+SELECT ln, 0 AS k, CASE WHEN u IS NULL OR m IS NULL OR r IS NULL OR tm IS NULL THEN '?'
+  WHEN lab IS NULL THEN 'rating of exactly 3' END AS st, u AS "user", m AS item, tm AS time, lab AS label
+FROM (
+  SELECT ln, u, m, r, tm, {RATING_LABEL_SQL.format(r='r')} AS lab
+  FROM (
+    SELECT ln, CASE WHEN ok AND {E.canon(user)} THEN {user} END AS u,
+      CASE WHEN ok AND {E.canon(movie)} THEN {movie} END AS m,
+      CASE WHEN ok THEN {E.text_number(rating, signed=False)} END AS r,
+      CASE WHEN ok THEN {E.text_number(ts, integer=True)} END AS tm
+    FROM (SELECT ln, f, t IS NOT NULL AND {ok} AND len(f) = {len(layout.columns)} AS ok
+          FROM (SELECT ln, t, string_split(t, '{sep}') AS f FROM lines))
+  )
+)"""
 
 
 class MovieLensSource(RawSource):
@@ -67,25 +90,58 @@ class MovieLensSource(RawSource):
             items[movie_id.strip()] = title
         return items
 
-    def iter_events(self, items: Dict[str, str]) -> Iterator[Event]:
+    def _ratings_layout(self) -> Delimited:
         _, ratings = self._files()
         layout = self.layout()
         cols = ("userId", "movieId", "rating", "timestamp")
         if layout == "csv":
-            rows = iter_delimited(ratings, self.report, required=cols)
-        elif layout == "dat":
-            rows = iter_delimited(ratings, self.report, header=False, columns=cols, multichar="::")
-        else:
-            rows = iter_delimited(ratings, self.report, header=False, columns=cols, delimiter="\t")
-        for lineno, r in rows:
+            return read_header(ratings, self.report, required=cols)
+        if layout == "dat":
+            return read_header(ratings, self.report, header=False, columns=cols, multichar="::")
+        return read_header(ratings, self.report, header=False, columns=cols, delimiter="\t")
+
+    def _line_events(self, layout: Delimited):
+        report = self.report
+
+        def events(lineno: int, raw: bytes) -> Iterator[Event]:
+            r = layout.line(lineno, raw, report)
+            if r is None:
+                return
             try:
                 rating = float(r["rating"])
                 ts = float(r["timestamp"])
             except ValueError:
-                self.report.skip("non-numeric rating or timestamp", f"{ratings.name}:{lineno}")
-                continue
+                report.skip("non-numeric rating or timestamp", f"{layout.name}:{lineno}")
+                return
+            if not math.isfinite(rating):
+                report.skip("rating is nan or inf", f"{layout.name}:{lineno}",
+                            repr(r["rating"])[:40])
+                return
+            if not math.isfinite(ts):
+                report.skip("non-numeric rating or timestamp", f"{layout.name}:{lineno}")
+                return
             label = rating_label(rating)
             if label is None:
-                self.report.drop("rating of exactly 3")
-                continue
+                report.drop("rating of exactly 3")
+                return
             yield Event(r["userId"].strip(), r["movieId"].strip(), ts, label)
+
+        return events
+
+    def iter_events(self, items: Dict[str, str]) -> Iterator[Event]:
+        _, ratings = self._files()
+        layout = self._ratings_layout()
+        line_events = self._line_events(layout)
+        for lineno, raw in iter_raw_lines(ratings):
+            if lineno >= layout.first_line:
+                yield from line_events(lineno, raw)
+
+    def columnar(self) -> E.ColumnarPlan:
+        _, ratings = self._files()
+
+        def events() -> E.LineSpec:
+            layout = self._ratings_layout()
+            return E.LineSpec(E.EVENT_COLUMNS, ratings_sql(layout), E.event_rows(self._line_events(layout)),
+                              start_line=layout.first_line, drops=("rating of exactly 3",))
+
+        return E.ColumnarPlan(ratings, events)

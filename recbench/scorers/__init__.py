@@ -1,38 +1,54 @@
-"""Scorer backends. Adding a backend = one new file + one line in BACKENDS.
+"""Scorer backends. Adding a backend = one new file + its lines in BACKENDS.
 
-make_scorer() picks the backend from the ModelSpec (hf | openai | vllm) and the scheme.
+make_scorer() picks the class by (backend, ability): the model spec names the backend, the
+scheme names the ability it needs ("logits", "embedding", "generation").
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Dict, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Tuple, Type
 
-from ..config import RunConfig
 from ..errors import ConfigError
-from ..models import ModelSpec, check_scheme
-from .base import EmbeddingScorer, GenerativeScorer, Scorer
+from .base import EmbeddingScorer, GenerativeScorer, Scorer, TextGenerator
 
-# (backend, scheme) -> "module:Class"
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import RunConfig
+    from ..models import ModelSpec
+
+# (backend, ability) -> "module:Class"
 BACKENDS: Dict[Tuple[str, str], str] = {
-    ("hf", "generative"): "recbench.scorers.hf_generative:HFGenerativeScorer",
-    ("hf", "discriminative"): "recbench.scorers.hf_embedding:HFEmbeddingScorer",
-    ("openai", "generative"): "recbench.scorers.openai_compat:OpenAIGenerativeScorer",
-    ("openai", "discriminative"): "recbench.scorers.openai_compat:OpenAIEmbeddingScorer",
-    ("vllm", "generative"): "recbench.scorers.vllm:VLLMGenerativeScorer",
+    ("hf", "logits"): "recbench.scorers.hf_generative:HFGenerativeScorer",
+    ("hf", "embedding"): "recbench.scorers.hf_embedding:HFEmbeddingScorer",
+    ("openai", "logits"): "recbench.scorers.api.generative:OpenAIGenerativeScorer",
+    ("openai", "embedding"): "recbench.scorers.api.embedding:OpenAIEmbeddingScorer",
+    ("vllm", "logits"): "recbench.scorers.vllm:VLLMGenerativeScorer",
+    ("dummy", "logits"): "recbench.scorers.dummy:DummyGenerativeScorer",
+    ("dummy", "embedding"): "recbench.scorers.dummy:DummyEmbeddingScorer",
+    ("hf", "generation"): "recbench.scorers.hf_generate:HFTextGenerator",
+    ("openai", "generation"): "recbench.scorers.api.generation:OpenAITextGenerator",
+    ("dummy", "generation"): "recbench.scorers.dummy:DummyTextGenerator",
+    ("baseline", "recommender"): "recbench.scorers.baseline:BaselineScorer",
 }
 
 
-def make_scorer(spec: ModelSpec, run: RunConfig) -> Scorer:
-    """Instantiate the scorer for a model and the run's scheme (via the class's from_run)."""
-    scheme = run.scheme
-    check_scheme(spec, scheme)
-    target = BACKENDS.get((spec.backend, scheme))
+def scorer_class(backend: str, ability: str) -> Type[Scorer]:
+    target = BACKENDS.get((backend, ability))
     if target is None:
-        raise ConfigError(f"the {spec.backend} backend does not support the {scheme} scheme")
+        raise ConfigError(f"the {backend} backend offers no '{ability}' scorer")
     module, _, cls = target.partition(":")
-    scorer_cls = getattr(importlib.import_module(module), cls)
-    return scorer_cls.from_run(spec, run)
+    return getattr(importlib.import_module(module), cls)
 
 
-__all__ = ["BACKENDS", "EmbeddingScorer", "GenerativeScorer", "Scorer", "make_scorer"]
+def make_scorer(spec: "ModelSpec", run: "RunConfig", ability: Optional[str] = None) -> Scorer:
+    """Instantiate the scorer of a model (via the class's from_run) for one ability; by
+    default the ability the run's scheme needs."""
+    if ability is None:
+        from ..schemes import resolve_scheme
+
+        ability = resolve_scheme(run.scheme, spec).scorer_kind
+    return scorer_class(spec.backend, ability).from_run(spec, run)
+
+
+__all__ = ["BACKENDS", "EmbeddingScorer", "GenerativeScorer", "Scorer", "TextGenerator", "make_scorer",
+           "scorer_class"]

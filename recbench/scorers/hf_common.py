@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import re
+import weakref
+import warnings
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
 
 from ..errors import ConfigError, ModelError, require
 from ..models import ModelSpec
@@ -93,14 +98,82 @@ def _has_safetensors(spec: ModelSpec) -> Optional[bool]:
     return None  # hub: transformers prefers safetensors when available
 
 
+# Library warnings that tell a recbench user nothing (message regex, category): peft looks up
+# the base model's config on the Hub when it saves adapter weights (recbench's base ids are
+# aliases or local folders, so offline or not that lookup can only fail), and peft still reads
+# an attribute that transformers has deprecated.
+LIBRARY_NOISE = (
+    (r"Unable to fetch remote file due to the following error", UserWarning),
+    (r"Could not find a config file in .* - will assume that the vocabulary was not modified", UserWarning),
+    (r"`is_gradient_checkpointing` is deprecated", FutureWarning),
+)
+
+
 def quiet_transformers() -> None:
     """recbench shows its own progress; transformers' loading bars and length warnings
-    (recbench truncates prompts itself) would only clutter stderr."""
+    (recbench truncates prompts itself) and the library noise above would only clutter stderr."""
     require("transformers", "hf", "local models")
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    for message, category in LIBRARY_NOISE:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
+def _env_on(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def offline_mode_set() -> bool:
+    return _env_on("HF_HUB_OFFLINE") or _env_on("TRANSFORMERS_OFFLINE")
+
+
+@functools.lru_cache(maxsize=None)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick request to the Hub (once per process): without it, a machine with no route
+    to the Hub spends about a minute in retries before the same error."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        from huggingface_hub import constants
+
+        endpoint = constants.ENDPOINT
+    except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
+        endpoint = "https://huggingface.co"
+    try:
+        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return True  # the server answered
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def hub_copy_only(spec: ModelSpec) -> bool:
+    """True when a Hub model must come from the local cache (offline mode, or the Hub cannot
+    be reached); raises one clear ModelError at once when it is not cached. False for local
+    folders and when the Hub is reachable (transformers downloads as usual)."""
+    if os.path.exists(spec.model_id):
+        return False
+    offline = offline_mode_set()
+    if not offline and hub_reachable():
+        return False
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(spec.model_id, spec.gguf_file or "config.json", revision=spec.revision)
+    except Exception:  # noqa: BLE001 - not a Hub id: leave the error to transformers
+        return False
+    if not isinstance(found, str):
+        why = ("offline mode is on (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE)" if offline
+               else "the Hugging Face Hub cannot be reached")
+        raise ModelError(
+            f"model '{spec.name}' ({spec.model_id}) is not in the local Hugging Face cache and {why}; "
+            f"download it once while online (hf download {spec.model_id}) or pass a local folder "
+            "with --model PATH")
+    return True
 
 
 def load_tokenizer(spec: ModelSpec, opts: LoadOptions):
@@ -108,6 +181,8 @@ def load_tokenizer(spec: ModelSpec, opts: LoadOptions):
     from transformers import AutoTokenizer
 
     kw = {"trust_remote_code": opts.trust_remote_code}
+    if hub_copy_only(spec):
+        kw["local_files_only"] = True
     if spec.revision:
         kw["revision"] = spec.revision
     if spec.gguf_file:
@@ -127,10 +202,93 @@ def _load_hint(spec: ModelSpec, exc: Exception) -> str:
     return f"cannot load model '{spec.name}' ({spec.model_id}){tip}: {msg}"
 
 
+# -- item text as plain text ------------------------------------------------------------
+#
+# Item titles are data. A title holding a special-token string ('<|im_start|>assistant',
+# '[MASK]', '</s>') must reach the model as those characters, never as the control token
+# (it would forge a chat turn or a second mask). The chat template's own markers, outside
+# the data, stay special. When the data holds no special-token string, encoding is exactly
+# one plain tokenizer call, so ordinary prompts tokenize as they always did.
+
+_SPECIALS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def special_pattern(tokenizer) -> Optional["re.Pattern[str]"]:
+    """A regex matching the tokenizer's special-token strings (longest first), or None."""
+    try:
+        if tokenizer in _SPECIALS:
+            return _SPECIALS[tokenizer]
+    except TypeError:
+        pass
+    names = set(getattr(tokenizer, "all_special_tokens", None) or [])
+    for tok in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values():
+        if getattr(tok, "special", False):
+            names.add(str(getattr(tok, "content", tok)))
+    names = {n for n in names if n}
+    pat = re.compile("|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))) if names else None
+    try:
+        _SPECIALS[tokenizer] = pat
+    except TypeError:
+        pass
+    return pat
+
+
+def _special_wrap(tokenizer) -> Tuple[List[int], List[int]]:
+    """The ids the tokenizer adds around one sequence (BOS, [CLS] ... [SEP])."""
+    bare = list(tokenizer("a", add_special_tokens=False)["input_ids"])
+    full = list(tokenizer("a", add_special_tokens=True)["input_ids"])
+    for k in range(len(full) - len(bare) + 1):
+        if full[k : k + len(bare)] == bare:
+            return full[:k], full[k + len(bare):]
+    return [], []
+
+
+def encode_plain(tokenizer, text: str, data: Sequence[Tuple[int, int]], add_special_tokens: bool) -> List[int]:
+    """Token ids of `text` in which the character spans `data` are plain text.
+
+    Special-token strings overlapping `data` are tokenized as characters; those outside it
+    (the chat template's markers, an appended [MASK]) stay special tokens. Without any in
+    `data` this is exactly tokenizer(text)."""
+    pat = special_pattern(tokenizer)
+    matches = list(pat.finditer(text)) if pat is not None else []
+
+    def in_data(m) -> bool:
+        return any(m.start() < b and a < m.end() for a, b in data)
+
+    if not any(in_data(m) for m in matches):
+        return list(tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+    ids: List[int] = []
+    pos = 0
+
+    def plain(piece: str) -> None:
+        if piece:
+            ids.extend(tokenizer(piece, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+
+    for m in matches:
+        if in_data(m):
+            continue
+        plain(text[pos : m.start()])
+        ids.append(int(tokenizer.convert_tokens_to_ids(m.group(0))))
+        pos = m.end()
+    plain(text[pos:])
+    if add_special_tokens:
+        head, tail = _special_wrap(tokenizer)
+        ids = head + ids + tail
+    return ids
+
+
+def count_plain(tokenizer, text: str) -> int:
+    """Tokens of a text that is all data (a prompt before any chat wrapper), with the
+    tokenizer's own BOS/[CLS]/[SEP]."""
+    return len(encode_plain(tokenizer, text, [(0, len(text))], True))
+
+
 def load_pretrained(auto_cls, spec: ModelSpec, opts: LoadOptions):
     """Load weights with the right dtype/device; returns (model, device)."""
     device = pick_device(opts.device)
     kw = model_kwargs(spec, opts, device)
+    if hub_copy_only(spec):
+        kw["local_files_only"] = True
     try:
         model = auto_cls.from_pretrained(spec.model_id, **kw)
     except (OSError, ValueError) as exc:
@@ -158,21 +316,45 @@ def context_limit(model, tokenizer, opts: LoadOptions, default: int = 2048) -> i
     return min(candidates) if candidates else default
 
 
+def local_revision(spec: ModelSpec) -> Optional[str]:
+    """The revision of a model held in local files, from their content (no model needed):
+    'gguf:<hex>' for a GGUF file, 'local:<hex>' for a folder, plus ';<dist>==<version>' for
+    the packaged models. None for models that are not local files (hub ids, APIs).
+
+    A path alone is not an identity: weights saved into the same folder must not reuse the
+    old weights' cached scores."""
+    from ..fingerprint import fingerprint, package_version
+    from ..models import PACKAGED
+
+    path = Path(spec.model_id).expanduser()
+    try:
+        if spec.gguf_file and (path / spec.gguf_file).is_file():
+            rev = "gguf:" + fingerprint(path, spec.gguf_file)
+        elif not spec.gguf_file and path.is_dir():
+            rev = "local:" + fingerprint(path)
+        else:
+            return None
+    except OSError as exc:
+        raise ModelError(f"cannot read the files of model '{spec.name}' ({spec.model_id}) to fingerprint them: "
+                         f"{exc.strerror or exc}") from None
+    if spec.name in PACKAGED:
+        dist = PACKAGED[spec.name][1]
+        rev += f";{dist}=={package_version(dist) or 'unknown'}"
+    return rev
+
+
 def model_revision(model, spec: ModelSpec) -> str:
-    """The commit the weights came from when known, else the requested revision or a file hash."""
+    """Local files: their content fingerprint (`local_revision`); hub models: the commit the
+    weights came from when known, else the requested revision."""
+    local = local_revision(spec)
+    if local:
+        return local
     cfg = getattr(model, "config", None)
     commit = getattr(cfg, "_commit_hash", None)
     if commit:
         return str(commit)
     if spec.revision:
         return spec.revision
-    if spec.gguf_file:
-        from ..scenarios.cache import file_fingerprint
-
-        path = os.path.join(spec.model_id, spec.gguf_file)
-        return "gguf:" + file_fingerprint(__import__("pathlib").Path(path))["head_tail_sha256"][:16]
-    if os.path.isdir(spec.model_id):
-        return "local"
     return "unknown"
 
 

@@ -17,12 +17,14 @@ from .base import EmbeddingScorer
 from .hf_common import (
     LoadOptions,
     context_limit,
+    hub_copy_only,
     is_oom,
     load_pretrained,
     load_tokenizer,
     model_revision,
     parse_batch_size,
     pick_device,
+    quiet_transformers,
     torch_module,
 )
 
@@ -56,10 +58,11 @@ class HFEmbeddingScorer(EmbeddingScorer):
 
             st = require("sentence_transformers", "hf", "sentence-transformers models")
             self.device = pick_device(self.options.device)
+            quiet_transformers()
             try:
                 self.st_model = st.SentenceTransformer(
                     spec.model_id, device=self.device, trust_remote_code=self.options.trust_remote_code,
-                    revision=spec.revision)
+                    revision=spec.revision, local_files_only=hub_copy_only(spec))
             except (OSError, ValueError) as exc:
                 raise ModelError(f"cannot load model '{spec.name}' ({spec.model_id}): {str(exc).splitlines()[0][:200]}") from None
             self.st_model.eval()
@@ -91,6 +94,11 @@ class HFEmbeddingScorer(EmbeddingScorer):
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         self.tokenizer.padding_side = "right"
+        # Every text embedded is data (user history, item text): a special-token string in a
+        # title ('[SEP]', '</s>') is tokenized as its characters. The tokenizer's own
+        # [CLS]/[SEP]/BOS are still added. A default on the tokenizer, so sentence-transformers'
+        # encode and the SFT trainer, which share this tokenizer, encode the same way.
+        self.tokenizer.split_special_tokens = True
 
     @classmethod
     def from_run(cls, spec: ModelSpec, run) -> "HFEmbeddingScorer":
@@ -109,12 +117,20 @@ class HFEmbeddingScorer(EmbeddingScorer):
         }
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+        # special strings split (above); counting a long text before truncating it is deliberate:
+        # no "longer than the maximum ... indexing errors" warning (verbose=False)
+        return len(self.tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"])
 
     @property
     def context_budget(self) -> int:
         prefix = max(self.count_tokens(self.spec.query_prefix), self.count_tokens(self.spec.passage_prefix))
         return self._limit - prefix - 2
+
+    def efficiency_counters(self) -> Dict:
+        model = self.st_model if self.st_model is not None else self.model
+        params = next(model.parameters())
+        return {"device": str(self.device), "dtype": str(params.dtype).replace("torch.", ""),
+                "parameters": int(sum(p.numel() for p in model.parameters()))}
 
     def diagnostics(self) -> Dict:
         return {"batch_size": self.batch_size, "device": str(self.device), "pooling": self.pooling}

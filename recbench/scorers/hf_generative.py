@@ -21,15 +21,18 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ..errors import ModelError
 from ..models import ModelSpec
 from ..prompts import PromptRequest
-from .base import GenerativeScorer
+from .base import GenerativeScorer, OnResult
 from .hf_common import (
     LoadOptions,
     context_limit,
+    count_plain,
+    encode_plain,
     is_oom,
     load_pretrained,
     load_tokenizer,
     model_revision,
     parse_batch_size,
+    special_pattern,
     torch_module,
 )
 
@@ -88,6 +91,45 @@ def derive_label_tokens(tokenizer, prompt: str, masked: bool = False) -> LabelTo
     )
 
 
+def _output_cache(out):
+    """The KV cache a forward pass returned: `cache` in transformers 5.x (reading the old
+    `past_key_values` name there warns), `past_key_values` before."""
+    past = getattr(out, "cache", None)
+    return past if past is not None else out.past_key_values
+
+
+def chat_wrap(tokenizer, text: str) -> str:
+    """One user turn in the model's chat template, ending with the assistant's header."""
+    return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
+def render_chat(tokenizer, request: PromptRequest, model_name: str) -> Tuple[PromptRequest, List[Tuple[int, int]]]:
+    """A causal prompt wrapped in the chat template, split where the request was (shared prefix,
+    candidate suffix), and the spans of the prompt's own text in it (the data, tokenised as
+    plain text). Every backend that renders chat prompts locally uses this, so all send the
+    same token ids."""
+    content = request.prefix + request.suffix
+    full = chat_wrap(tokenizer, content)
+    cut = full.find(request.prefix)
+    if cut >= 0 and full.startswith(content, cut):
+        spans = [(cut, cut + len(content))]
+    else:  # a chat template that edits the text: find what it kept verbatim
+        after = cut + len(request.prefix) if cut >= 0 else 0
+        tail = full.find(request.suffix, after)
+        spans = [(cut, after)] if cut >= 0 else []
+        spans += [(tail, tail + len(request.suffix))] if tail >= 0 else []
+        if cut < 0 or tail < 0:
+            pat = special_pattern(tokenizer)
+            if pat is not None and pat.search(content):
+                raise ModelError(
+                    f"the chat template of model '{model_name}' rewrites the prompt, so item text holding "
+                    "special-token strings cannot be kept plain text; run with --no-chat-template")
+    if cut < 0:
+        return PromptRequest("", full), spans
+    return PromptRequest(full[: cut + len(request.prefix)], full[cut + len(request.prefix):]), spans
+
+
 class HFGenerativeScorer(GenerativeScorer):
     backend = "hf"
 
@@ -135,6 +177,8 @@ class HFGenerativeScorer(GenerativeScorer):
         params = inspect.signature(self.model.forward).parameters
         self._takes_keep = "logits_to_keep" in params
         self._takes_pos = "position_ids" in params
+        # transformers 5.x names the KV cache argument `cache` (`past_key_values` warns, then goes)
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
         pad = self.tokenizer.pad_token_id
         if pad is None:
             pad = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
@@ -142,6 +186,7 @@ class HFGenerativeScorer(GenerativeScorer):
         self.labels = derive_label_tokens(self.tokenizer, self._answer_probe(), masked=self.masked)
         self._mass_sum = 0.0
         self._mass_n = 0
+        self._tokens = {"in_prompts": 0, "processed": 0}
         self._prefix_cache: "OrderedDict[Tuple[int, ...], object]" = OrderedDict()
 
     @classmethod
@@ -167,56 +212,75 @@ class HFGenerativeScorer(GenerativeScorer):
         return self.labels.as_dict()
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+        return count_plain(self.tokenizer, text)  # item text counts as the plain text it is sent as
 
     @property
     def context_budget(self) -> int:
         # room for the chat wrapper, the [MASK] and special tokens
         return self._limit - (self._chat_overhead() if self.chat else 0) - 4
 
+    def begin_scenario(self) -> None:
+        self._tokens = {"in_prompts": 0, "processed": 0}
+
+    def efficiency_counters(self) -> Dict:
+        return {"device": str(self.device), "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
+                "parameters": int(sum(p.numel() for p in self.model.parameters())),
+                "tokens_in_prompts": self._tokens["in_prompts"], "tokens_processed": self._tokens["processed"]}
+
     def diagnostics(self) -> Dict:
         return {"batch_size": self.batch_size, "prefix_reuse": self.prefix_reuse, "device": str(self.device)}
 
     # -- rendering -----------------------------------------------------------------------
-    def _chat_wrap(self, text: str) -> str:
-        return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
-
     def _chat_overhead(self) -> int:
-        return len(self.tokenizer(self._chat_wrap("x"), add_special_tokens=False)["input_ids"])
+        return len(self.tokenizer(chat_wrap(self.tokenizer, "x"), add_special_tokens=False)["input_ids"])
 
     def _answer_probe(self) -> str:
         probe = self.render(PromptRequest("User behavior sequence:\n(1) A\n", "Candidate item: B\nAnswer (Yes/No):"))
         return probe.text
 
     def render(self, request: PromptRequest) -> PromptRequest:
+        return self._rendered(request)[0]
+
+    def _rendered(self, request: PromptRequest) -> Tuple[PromptRequest, List[Tuple[int, int]]]:
+        """The request as the model sees it, and the spans of the prompt's own text in it
+        (the data: everything but the chat wrapper or the appended mask)."""
+        content = request.prefix + request.suffix
         if self.masked:
             mask = self.tokenizer.mask_token
             if mask is None:
                 raise ModelError(f"model '{self.spec.name}' is a masked LM without a mask token")
-            return PromptRequest(request.prefix, request.suffix + " " + mask)
+            return PromptRequest(request.prefix, request.suffix + " " + mask), [(0, len(content))]
         if not self.chat:
-            return request
-        full = self._chat_wrap(request.prefix + request.suffix)
-        cut = full.find(request.prefix)
-        if cut < 0:
-            return PromptRequest("", full)
-        return PromptRequest(full[: cut + len(request.prefix)], full[cut + len(request.prefix):])
+            return request, [(0, len(content))]
+        return render_chat(self.tokenizer, request, self.spec.name)
 
     # -- scoring -------------------------------------------------------------------------
-    def _encode(self, text: str) -> List[int]:
-        # chat templates carry their own special tokens
-        return self.tokenizer(text, add_special_tokens=not self.chat)["input_ids"]
+    def _encode(self, text: str, data: Sequence[Tuple[int, int]] = ()) -> List[int]:
+        """Token ids of rendered text whose spans `data` are the prompt's own text (item
+        titles: plain text); chat templates carry their own special tokens."""
+        return encode_plain(self.tokenizer, text, data, add_special_tokens=not self.chat)
 
-    def score_detailed(self, requests: Sequence[PromptRequest]) -> Tuple[List[float], List[Dict]]:
-        rendered = [self.render(r) for r in requests]
-        full_ids = [self._encode(r.text) for r in rendered]
+    def encode(self, request: PromptRequest) -> List[int]:
+        """The token ids the model is given for a request (the SFT data uses this too, so
+        training inputs are token-for-token the evaluation's)."""
+        rendered, data = self._rendered(request)
+        return self._encode(rendered.text, data)
+
+    def set_answer_cue(self, probe: PromptRequest) -> None:
+        self.labels = derive_label_tokens(self.tokenizer, self.render(probe).text, masked=self.masked)
+
+    def score_detailed(self, requests: Sequence[PromptRequest],
+                       on_result: Optional[OnResult] = None) -> Tuple[List[float], List[Dict]]:
+        pairs = [self._rendered(r) for r in requests]
+        rendered = [r for r, _ in pairs]
+        full_ids = [self._encode(r.text, data) for r, data in pairs]
         too_long = [i for i, ids in enumerate(full_ids) if len(ids) > self._limit]
         if too_long:
             raise ModelError(
                 f"a prompt of {len(full_ids[too_long[0]])} tokens exceeds the model's context of {self._limit}; "
                 "this is a truncation bug, please report it"
             )
+        self._tokens["in_prompts"] += sum(len(ids) for ids in full_ids)
         out: List[Optional[Tuple[float, float]]] = [None] * len(requests)
         plain: List[int] = []
         if self.prefix_reuse:
@@ -227,17 +291,21 @@ class HFGenerativeScorer(GenerativeScorer):
                 if len(idx) < 2 or not prefix:
                     plain.extend(idx)
                     continue
-                prefix_ids = self._encode(prefix)
+                # the prefix's data spans are the same for every member (same wrapper head)
+                spans = [(a, min(b, len(prefix))) for a, b in pairs[idx[0]][1] if a < len(prefix)]
+                prefix_ids = self._encode(prefix, spans)
                 ok = [i for i in idx if full_ids[i][: len(prefix_ids)] == prefix_ids and len(full_ids[i]) > len(prefix_ids)]
                 plain.extend(i for i in idx if i not in set(ok))
                 if ok:
                     suffixes = [full_ids[i][len(prefix_ids):] for i in ok]
+                    self._tokens["processed"] += len(prefix_ids) + sum(len(x) for x in suffixes)
                     for i, res in zip(ok, self._run(self._score_suffixes, prefix_ids, suffixes)):
                         out[i] = res
         else:
             plain = list(range(len(requests)))
         if plain:
             order = sorted(plain, key=lambda i: len(full_ids[i]))  # length-sorted batches
+            self._tokens["processed"] += sum(len(full_ids[i]) for i in order)
             for i, res in zip(order, self._run(self._score_full, None, [full_ids[i] for i in order])):
                 out[i] = res
         scores, extras = [], []
@@ -317,7 +385,8 @@ class HFGenerativeScorer(GenerativeScorer):
         ids = torch.tensor([prefix_ids], device=self.device)
         kwargs = {"logits_to_keep": 1} if self._takes_keep else {}  # the prefix's logits are never read
         with torch.inference_mode():
-            past = self.model(input_ids=ids, use_cache=True, **kwargs).past_key_values
+            out = self.model(input_ids=ids, use_cache=True, **kwargs)
+        past = _output_cache(out)
         self._prefix_cache[key] = past
         while len(self._prefix_cache) > 2:
             self._prefix_cache.popitem(last=False)
@@ -355,7 +424,7 @@ class HFGenerativeScorer(GenerativeScorer):
         mask = torch.cat([torch.ones((len(batch), plen), dtype=torch.long), smask], dim=1)
         pos = plen + (smask.cumsum(dim=1) - 1).clamp(min=0)
         kwargs = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device),
-                  "past_key_values": past, "use_cache": True}
+                  self._cache_arg: past, "use_cache": True}
         if self._takes_pos:
             kwargs["position_ids"] = pos.to(self.device)
         if self._takes_keep:

@@ -228,11 +228,16 @@ def weights_sha256(path: Path) -> str:
 
 def adapter_hash(path) -> str:
     """'<config hash>.<weights hash>' (8 + 8 hex): the config part matches the folder name,
-    the weights part tells a retrained (--overwrite) adapter apart. Cheap: no model needed."""
+    the weights part (sha256 of the whole weights file) tells a retrained (--overwrite)
+    adapter apart. Adapters made elsewhere have no recbench config hash: their 8 hex cover
+    adapter_config.json too (its lora_alpha scales the weights). Cheap: no model needed."""
     folder = read_adapter_folder(path)
-    weights = weights_sha256(folder.weights)[:8]
+    weights = weights_sha256(folder.weights)
     cfg_hash = (folder.meta or {}).get("config_hash")
-    return f"{cfg_hash}.{weights}" if cfg_hash else weights
+    if cfg_hash:
+        return f"{cfg_hash}.{weights[:8]}"
+    config = hashlib.sha256((folder.path / ADAPTER_CONFIG).read_bytes()).hexdigest()
+    return hashlib.sha256(f"{config}:{weights}".encode()).hexdigest()[:8]
 
 
 # -- applying ------------------------------------------------------------------------------
@@ -274,8 +279,7 @@ def apply_adapter(model, adapter_path, scorer) -> Tuple[object, Dict]:
     spec: ModelSpec = scorer.spec
     meta = folder.meta or {}
     where = f"adapter {folder.path}"
-    scheme = getattr(scorer, "scheme", None)
-    if meta.get("scheme") and scheme and meta["scheme"] != scheme:
+    if meta.get("scheme") and _trained_kind(meta["scheme"]) not in (None, scorer.kind):
         raise ModelError(f"{where} was trained for the {meta['scheme']} scheme; evaluate it with --scheme {meta['scheme']}")
     if meta.get("base"):
         why = _same_base(meta["base"], spec, model)
@@ -370,3 +374,10 @@ def _warn_prompt_mismatch(prompt: Optional[Dict], scorer) -> None:
     if notes:
         print(f"recbench: note: the adapter was trained with {', '.join(notes)}; evaluate with the same "
               "settings for identical inputs", file=sys.stderr)
+
+
+def _trained_kind(scheme_name: str):
+    """The scorer ability an adapter's scheme scores with (None for an unknown scheme)."""
+    from ..schemes import SCHEMES, get_scheme
+
+    return get_scheme(scheme_name).scorer_kind if scheme_name in SCHEMES else None

@@ -7,18 +7,16 @@ the trained weights (`hashed()`), so rerunning the same config finds the finishe
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from ..errors import ConfigError, suggest
+from ..hashing import json_sha256
+from ..schemes import get_scheme, scheme_names
+from ..settings import DEFAULT_SEED
 
-SFT_FORMAT_VERSION = "1"  # bump when the training recipe changes what a config produces
-# per scheme: generative 2 = batches of whole users (shuffled users), for prefix packing
-RECIPE_VERSION = {"generative": "2", "discriminative": SFT_FORMAT_VERSION}
+# the training recipe version is per scheme: Scheme.sft_recipe_version (recbench/schemes/)
 PACKING = ("auto", "off")
-LOSSES = {"generative": ("bce",), "discriminative": ("bce", "cosine", "contrastive")}
 SCHEDULERS = ("linear", "constant")
 DEFAULT_BATCH = 8  # micro-batch when batch_size is "auto" (halved on out-of-memory)
 
@@ -56,14 +54,14 @@ class SFTConfig:
                             cli=False)
     valid: Optional[List[str]] = _opt(None, "validation scenarios (default: the training ones); valid gauc is "
                                       "averaged over them", cli=False)
-    scheme: str = _opt("generative", "generative: LoRA on the LM, BCE on P(Yes); discriminative: LoRA on the "
-                       "encoder, similarity objective", choices=("generative", "discriminative"))
+    scheme: str = _opt(scheme_names()[0], "generative: LoRA on the LM, BCE on P(Yes); discriminative: LoRA on the "
+                       "encoder, similarity objective", choices=scheme_names())
     output_dir: str = _opt("results", "output folder; the adapter goes to <output>/adapters/<model>-<scheme>-<hash>/",
                            flag="--output", hashed=False)
     raw_dir: Optional[str] = _opt(None, "folder with one sub-folder per scenario (default: $RECBENCH_DATA)",
                                   hashed=False, metavar="ROOT")
-    data_seed: int = _opt(2024, "scenario sampling seed; use the evaluation's --seed so that fine-tuning users "
-                          "stay disjoint from test users (default 2024)", type=int)
+    data_seed: int = _opt(DEFAULT_SEED, "scenario sampling seed; use the evaluation's --seed so that fine-tuning users "
+                          f"stay disjoint from test users (default {DEFAULT_SEED})", type=int)
     num_finetune: Optional[int] = _opt(None, "fine-tuning samples to build per scenario (default: the scenario's; "
                                        "needed for scenarios without a default fine-tuning set)", type=int,
                                        metavar="N")
@@ -100,7 +98,7 @@ class SFTConfig:
                                      type=int, metavar="N")
     patience: int = _opt(2, "stop after N validations without a better valid gauc (default 2; 0: never)",
                          type=int)
-    seed: int = _opt(2024, "training seed: LoRA init, batch order, dropout (default 2024)", type=int)
+    seed: int = _opt(DEFAULT_SEED, f"training seed: LoRA init, batch order, dropout (default {DEFAULT_SEED})", type=int)
     max_grad_norm: float = _opt(1.0, "gradient clipping norm (0: off)", type=float)
     eval_at_start: bool = _opt(True, "validate the untuned model first (the zero-shot reference)", cli=False,
                                hashed=False)
@@ -147,11 +145,12 @@ class SFTConfig:
             raise ConfigError("no model given; pass --model NAME")
         if not self.train:
             raise ConfigError("no training scenario given; pass --train a,b (scenarios with a fine-tuning set)")
-        if self.scheme not in LOSSES:
-            raise ConfigError(f"unknown scheme '{self.scheme}'" + suggest(self.scheme, LOSSES))
-        if self.loss != "auto" and self.loss not in LOSSES[self.scheme]:
+        losses = get_scheme(self.scheme).sft_losses
+        if not losses:
+            raise ConfigError(f"the {self.scheme} scheme has no fine-tuning objective")
+        if self.loss != "auto" and self.loss not in losses:
             raise ConfigError(f"--loss {self.loss} does not apply to the {self.scheme} scheme "
-                              f"(choose from {', '.join(LOSSES[self.scheme])})")
+                              f"(choose from {', '.join(losses)})")
         positive_ints = {"lora_r": self.lora_r, "grad_accum": self.grad_accum, "epochs": self.epochs,
                          "save_every": self.save_every}
         for name, value in positive_ints.items():
@@ -224,17 +223,16 @@ class SFTConfig:
         out["effective_batch"] = self.micro_batch() * self.grad_accum
         out["loss"] = self.effective_loss()
         out["valid"] = self.valid_scenarios
-        if self.scheme == "generative":
-            out.pop("temperature", None)
-            out.pop("margin", None)
-        out["format"] = RECIPE_VERSION.get(self.scheme, SFT_FORMAT_VERSION)
+        for name in ("temperature", "margin"):  # only objectives that declare them use them
+            if name not in get_scheme(self.scheme).sft_settings:
+                out.pop(name, None)
+        out["format"] = get_scheme(self.scheme).sft_recipe_version
         return out
 
 
 def config_hash(payload: Dict[str, Any], length: int = 8) -> str:
     """Short sha256 of a JSON-able dict (keys sorted)."""
-    text = json.dumps(payload, sort_keys=True, default=str, ensure_ascii=True)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+    return json_sha256(payload, length)
 
 
 def cli_fields():

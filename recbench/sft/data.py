@@ -186,7 +186,7 @@ def build_data(cfg: SFTConfig, scenarios: Dict[str, Scenario], template: Templat
     group_of: Dict[Tuple[int, ...], int] = {}
     pairs: List[Tuple[str, str]] = []
     info: Dict = {"train": {}, "valid": {}}
-    generative = cfg.scheme == "generative"
+    generative = scorer.kind == "logits"
 
     def builder_for(sc: Scenario) -> PromptBuilder:
         return PromptBuilder(template, sc.item_noun, scorer.count_tokens, scorer.context_budget)
@@ -197,12 +197,13 @@ def build_data(cfg: SFTConfig, scenarios: Dict[str, Scenario], template: Templat
         builder = builder_for(sc)
         if generative:
             reqs = generative_requests(sc, df, builder)
-            rendered = [scorer.render(q) for q in reqs]
-            ids = [scorer._encode(q.text) for q in rendered]
+            pairs = [scorer._rendered(q) for q in reqs]  # the scorer's own encoding: item text stays plain text
+            ids = [scorer._encode(r.text, spans) for r, spans in pairs]
             prefix_ids: Dict[str, List[int]] = {}
-            for q, full in zip(rendered, ids):
+            for (q, spans), full in zip(pairs, ids):
                 if q.prefix not in prefix_ids:
-                    prefix_ids[q.prefix] = scorer._encode(q.prefix) if q.prefix else []
+                    head = [(x, min(y, len(q.prefix))) for x, y in spans if x < len(q.prefix)]
+                    prefix_ids[q.prefix] = scorer._encode(q.prefix, head) if q.prefix else []
                 plen = prefix_length(full, prefix_ids[q.prefix])
                 key = tuple(full[:plen]) if plen else (-1 - len(train_groups),)  # unsplittable: its own group
                 train_prefix.append(plen)

@@ -26,7 +26,7 @@ directly: `plan_chunks` (forward passes) -> `pack_rows` -> `packed_inputs` -> `a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 PACK_FACTOR = 2  # a packed row holds at most PACK_FACTOR x the longest sample's tokens ...
 MIN_ROW_TOKENS = 1024  # ... or this many, whichever is larger (attention over a row is quadratic)

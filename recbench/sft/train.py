@@ -19,6 +19,8 @@ process takes every world-th sample of each optimizer step, gradients are averag
 
 from __future__ import annotations
 
+import importlib
+
 import json
 import math
 import os
@@ -35,7 +37,9 @@ import numpy as np
 
 from ..errors import ConfigError, ModelError, RecBenchError, require
 from ..metrics import gauc as gauc_metric
-from ..models import ModelSpec, check_scheme, resolve_model
+from ..models import ModelSpec, resolve_model
+from ..schemes import get_scheme, resolve_scheme
+from ..settings import DEFAULT_SEED
 from ..prompts import Template
 from ..scorers.hf_embedding import pool
 from ..scenarios import PROTOCOL_VERSION
@@ -109,12 +113,12 @@ def finetune(config: SFTConfig, progress: bool = True) -> SFTResult:
     cfg = replace(config).validate()  # a copy: resolving defaults must not change the caller's object
     progress = bool(progress and cfg.progress)
     spec = resolve_model(cfg.model, revision=cfg.revision)
-    check_scheme(spec, cfg.scheme)
+    scheme = resolve_scheme(cfg.scheme, spec)
     if spec.backend != "hf":
         raise ConfigError(f"fine-tuning needs local weights; '{spec.name}' is served by the {spec.backend} backend")
     if cfg.chat_template is None:  # the alias's default, exactly as zero-shot resolves it
-        cfg.chat_template = bool(getattr(spec, "chat_default", False)) and cfg.scheme == "generative"
-    template = Template.load(cfg.scheme, cfg.template)
+        cfg.chat_template = scheme.chat_default(spec)
+    template = scheme.template(cfg.template)
     check_finetune_available(cfg)
     if cfg.quantization:
         _check_quantization_possible(cfg)
@@ -142,7 +146,10 @@ def finetune(config: SFTConfig, progress: bool = True) -> SFTResult:
     if acc.is_main_process and partial.exists() and (cfg.overwrite or not cfg.resume):
         shutil.rmtree(partial)
     acc.wait_for_everyone()
-    trainer_cls = GenerativeTrainer if cfg.scheme == "generative" else DiscriminativeTrainer
+    module, _, name = (scheme.sft_trainer or "").partition(":")
+    if not module:
+        raise ConfigError(f"the {scheme.name} scheme has no fine-tuning objective")
+    trainer_cls = getattr(importlib.import_module(module), name)
     trainer = trainer_cls(cfg, spec, template, scenarios, acc, final, partial, payload, short, progress)
     return trainer.run()
 
@@ -339,7 +346,10 @@ class _Trainer:
         if cfg.gradient_checkpointing and not cfg.quantization:
             if not getattr(self.net, "supports_gradient_checkpointing", False):
                 raise ConfigError(f"model '{self.spec.name}' does not support --gradient-checkpointing")
-            self.net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if hasattr(self.net, "activation_checkpointing_enable"):  # transformers >= 5.x (the old name warns)
+                self.net.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                self.net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.params = [p for p in self.peft_model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.per_step = cfg.micro_batch() * cfg.grad_accum * self.world
@@ -545,7 +555,7 @@ class _Trainer:
     # -- files -------------------------------------------------------------------------------------
     def _adapter_state(self):
         peft = require("peft", "sft", "fine-tuning")
-        state = peft.get_peft_model_state_dict(self.peft_model)
+        state = peft.get_peft_model_state_dict(self.peft_model, save_embedding_layers=False)  # no Hub lookup
         return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
 
     def save_best(self) -> None:
@@ -718,11 +728,11 @@ class _Trainer:
         cfg = self.cfg
         parts = ["recbench zero-shot", f"--model {cfg.model}", f"--scheme {cfg.scheme}",
                  f"--scenario {','.join(cfg.valid_scenarios)}", f"--adapter {self.final}"]
-        if cfg.data_seed != 2024:
+        if cfg.data_seed != DEFAULT_SEED:
             parts.append(f"--seed {cfg.data_seed}")
         if cfg.template:
             parts.append(f"--template {cfg.template}")
-        if cfg.scheme == "generative":
+        if get_scheme(cfg.scheme).uses_chat_template:
             parts.append("--chat-template" if cfg.chat_template else "--no-chat-template")
         if cfg.max_length:
             parts.append(f"--max-length {cfg.max_length}")

@@ -1,0 +1,79 @@
+"""What a conventional recommender is: fitted on a fine-tuning split, then scoring pairs.
+
+A recommender reads item ids only (data.Pairs); it is fitted once per scenario on the
+fine-tuning split's train users, watched (or early-stopped) on its valid users, saved to a
+folder and loaded back from it, so a trained model is reused across runs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Dict, List, Optional
+
+import numpy as np
+import pandas as pd
+
+from .config import BaselineConfig
+from .data import Pairs, Vocab
+
+
+@dataclass
+class FitData:
+    """Everything a recommender may learn from (one scenario's fine-tuning split)."""
+
+    vocab: Vocab
+    train: Pairs
+    valid: Pairs
+    train_frame: pd.DataFrame  # the raw rows (the counting models read positive sets from them)
+    item_vectors: Optional[np.ndarray] = None  # (vocab.size, d) frozen item-text features, rows 0/1 zero
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+    desc: str = ""
+    validate: Optional[Callable[[Pairs, np.ndarray], float]] = None  # valid gauc of scores
+
+
+@dataclass
+class FitReport:
+    """How fitting went (written into the model folder and the results)."""
+
+    epochs: int = 0
+    best_epoch: Optional[int] = None
+    valid_gauc: Optional[float] = None
+    valid_curve: List[float] = field(default_factory=list)
+    train_loss: List[float] = field(default_factory=list)
+    parameters: Optional[int] = None
+    stopped_early: bool = False
+
+
+class Recommender(ABC):
+    name: ClassVar[str]
+    description: ClassVar[str]
+    trained: ClassVar[bool] = False  # learns weights by gradient descent (epochs, early stopping)
+    library: ClassVar[Optional[str]] = None  # the PyPI package of its architecture
+
+    def __init__(self, config: BaselineConfig):
+        self.config = config
+        self.vocab: Optional[Vocab] = None
+
+    @abstractmethod
+    def fit(self, data: FitData) -> FitReport:
+        """Learn from the fine-tuning split."""
+
+    @abstractmethod
+    def score(self, pairs: Pairs) -> np.ndarray:
+        """One float per pair (higher: more likely interested)."""
+
+    @abstractmethod
+    def save(self, folder: Path) -> None:
+        """Write what score() needs (the vocabulary is saved by the caller)."""
+
+    @abstractmethod
+    def load(self, folder: Path, vocab: Vocab, meta: Dict[str, Any]) -> None:
+        """Read back what save() wrote."""
+
+    def info(self) -> Dict[str, Any]:
+        """Extra facts for the results (e.g. the library version)."""
+        return {}

@@ -1,0 +1,221 @@
+"""Greedy text generation with local Hugging Face causal LMs (the `generation` ability).
+
+Loading is the generative scorer's (hf_common: dtype, device, GGUF files through
+transformers, quantization, adapters). Prompts go through the model's chat template when it
+has one (unless --no-chat-template; --chat-template insists on one). Decoding is greedy with
+an explicit generation config, so a model's own sampling defaults (temperature, top-p,
+repetition penalty) never change an answer. Prompts are length-sorted and batched with left
+padding; an out-of-memory error halves an automatic batch size. Item text is data: a title
+holding a special-token string reaches the model as those characters (hf_common.encode_plain),
+only the chat template's own markers are special tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..errors import ModelError
+from ..models import ModelSpec
+from .base import OnText, TextGenerator
+from .hf_common import (
+    LoadOptions,
+    context_limit,
+    count_plain,
+    encode_plain,
+    is_oom,
+    load_pretrained,
+    load_tokenizer,
+    model_revision,
+    parse_batch_size,
+    special_pattern,
+    torch_module,
+)
+
+NOT_CAUSAL = ("masked", "encoder", "sentence-transformers")
+
+
+class HFTextGenerator(TextGenerator):
+    backend = "hf"
+
+    def __init__(self, spec: ModelSpec, options: Optional[LoadOptions] = None, *, batch_size="auto",
+                 chat_template: Optional[bool] = None, adapter: Optional[str] = None, model=None, tokenizer=None):
+        if spec.kind in NOT_CAUSAL:
+            raise ModelError(f"model '{spec.name}' is a {spec.kind} model and cannot generate text; "
+                             "the listwise scheme needs a causal LM")
+        self.spec = spec
+        self.options = options or LoadOptions()
+        self.torch = torch_module()
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec, self.options)
+        if model is None:
+            from transformers import AutoModelForCausalLM
+
+            try:
+                model, self.device = load_pretrained(AutoModelForCausalLM, spec, self.options)
+            except ValueError as exc:  # e.g. an encoder-only config
+                raise ModelError(f"model '{spec.name}' cannot generate text (not a causal LM): {exc}") from None
+        else:
+            self.device = str(next(model.parameters()).device)
+        self.model = model
+        has_chat = bool(getattr(self.tokenizer, "chat_template", None))
+        if chat_template and not has_chat:
+            raise ModelError(f"--chat-template asked for, but model '{spec.name}' has no chat template")
+        self.chat = has_chat if chat_template is None else bool(chat_template)
+        self.adapter_info: Optional[Dict] = None
+        if adapter:
+            from ..sft.adapter import apply_adapter
+
+            self.model, self.adapter_info = apply_adapter(self.model, adapter, self)
+        self.batch_size, self.auto_batch = parse_batch_size(batch_size)
+        if self.auto_batch and not str(self.device).startswith("cuda"):
+            self.batch_size = 8  # long prompts on a CPU: small batches waste less on padding
+        self._limit = context_limit(self.model, self.tokenizer, self.options)
+        pad = self.tokenizer.pad_token_id
+        if pad is None:
+            pad = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
+        self.pad_id = int(pad)
+        self.eos_ids = self._eos_ids()
+        self._generated = 0
+        self._new_tokens = 0
+        self._hit_limit = 0
+        self._prompt_tokens = 0
+
+    @classmethod
+    def from_run(cls, spec: ModelSpec, run) -> "HFTextGenerator":
+        return cls(spec, LoadOptions.from_run(run), batch_size=run.batch_size, chat_template=run.chat_template,
+                   adapter=run.adapter)
+
+    def _eos_ids(self) -> List[int]:
+        """Every token that ends an answer: the tokenizer's and the generation config's EOS."""
+        ids = []
+        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        for value in (self.tokenizer.eos_token_id, gen_eos):
+            for v in (value if isinstance(value, (list, tuple)) else [value]):
+                if isinstance(v, int) and v not in ids:
+                    ids.append(v)
+        return ids
+
+    # -- description ----------------------------------------------------------------------
+    def identity(self) -> Dict:
+        return {
+            "model": self.spec.name,
+            "model_id": self.spec.public_id,
+            "revision": model_revision(self.model, self.spec),
+            "backend": self.backend,
+            "kind": "causal",
+            "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
+            "chat_template": self.chat,
+            "decoding": "greedy",
+            "eos_ids": self.eos_ids,
+            "adapter": (self.adapter_info or {}).get("hash"),
+        }
+
+    @property
+    def chat_applied(self) -> Optional[bool]:
+        return self.chat
+
+    def count_tokens(self, text: str) -> int:
+        return count_plain(self.tokenizer, text)  # item text counts as the plain text it is sent as
+
+    @property
+    def context_budget(self) -> int:
+        """Prompt tokens that may be sent; the scheme keeps room for the answer below this."""
+        overhead = len(self._encode(*self._rendered("x"))) if self.chat else 0
+        return self._limit - overhead - 4
+
+    def efficiency_counters(self) -> Dict:
+        return {"device": str(self.device), "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
+                "parameters": int(sum(p.numel() for p in self.model.parameters())),
+                "tokens_in_prompts": self._prompt_tokens, "tokens_processed": self._prompt_tokens + self._new_tokens}
+
+    def diagnostics(self) -> Dict:
+        return {"batch_size": self.batch_size, "device": str(self.device), "generated": self._generated,
+                "new_tokens": self._new_tokens, "answers_at_token_limit": self._hit_limit}
+
+    def begin_scenario(self) -> None:
+        self._generated = self._new_tokens = self._hit_limit = self._prompt_tokens = 0
+
+    # -- generating -----------------------------------------------------------------------
+    def render(self, prompt: str) -> str:
+        return self._rendered(prompt)[0]
+
+    def _rendered(self, prompt: str) -> Tuple[str, List[Tuple[int, int]]]:
+        """The text the model sees, and the span of the prompt's own text in it (the data)."""
+        if not self.chat:
+            return prompt, [(0, len(prompt))]
+        full = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                  add_generation_prompt=True)
+        at = full.find(prompt)
+        if at < 0:  # a chat template that edits the text
+            pat = special_pattern(self.tokenizer)
+            if pat is not None and pat.search(prompt):
+                raise ModelError(f"the chat template of model '{self.spec.name}' rewrites the prompt, so item text "
+                                 "holding special-token strings cannot be kept plain text; run with --no-chat-template")
+            return full, []
+        return full, [(at, at + len(prompt))]
+
+    def _encode(self, text: str, data: Sequence[Tuple[int, int]] = ()) -> List[int]:
+        # chat templates carry their own special tokens; the data spans are plain text
+        return encode_plain(self.tokenizer, text, data, add_special_tokens=not self.chat)
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int,
+                 on_result: Optional[OnText] = None) -> List[str]:
+        ids = [self._encode(*self._rendered(p)) for p in prompts]
+        for seq in ids:
+            if len(seq) + max_new_tokens > self._limit:
+                raise ModelError(
+                    f"a prompt of {len(seq)} tokens plus {max_new_tokens} answer tokens exceeds the model's context "
+                    f"of {self._limit}; this is a truncation bug, please report it")
+        out: List[Optional[str]] = [None] * len(prompts)
+        order = sorted(range(len(prompts)), key=lambda i: len(ids[i]))  # length-sorted batches
+        start = 0
+        while start < len(order):
+            batch = order[start : start + self.batch_size]
+            try:
+                texts = self._generate_batch([ids[i] for i in batch], max_new_tokens)
+            except (RuntimeError, MemoryError) as exc:
+                if not is_oom(exc):
+                    raise
+                if self.torch.cuda.is_available():
+                    self.torch.cuda.empty_cache()
+                if not self.auto_batch or self.batch_size == 1:
+                    raise ModelError(f"out of memory at batch size {self.batch_size}; use a smaller --batch-size, "
+                                     "a smaller --listwise-k or --quantization 4bit") from None
+                self.batch_size = max(1, self.batch_size // 2)
+                continue
+            self._prompt_tokens += sum(len(ids[i]) for i in batch)
+            for i, text in zip(batch, texts):
+                out[i] = text
+                if on_result is not None:
+                    on_result(i, text)
+            start += len(batch)
+        return out  # type: ignore[return-value]
+
+    def _generate_batch(self, batch: List[List[int]], max_new_tokens: int) -> List[str]:
+        torch = self.torch
+        from transformers import GenerationConfig
+
+        width = max(len(s) for s in batch)
+        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for r, seq in enumerate(batch):  # left padding: every answer starts at column `width`
+            input_ids[r, width - len(seq):] = torch.tensor(seq)
+            mask[r, width - len(seq):] = 1
+        config = GenerationConfig(max_new_tokens=int(max_new_tokens), do_sample=False, num_beams=1,
+                                  pad_token_id=self.pad_id, eos_token_id=self.eos_ids or None)
+        with torch.inference_mode():
+            generated = self.model.generate(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                                            generation_config=config)
+        new = generated[:, width:].tolist()
+        texts = []
+        for row in new:
+            ended = next((k for k, t in enumerate(row) if t in self.eos_ids), None)
+            kept = row[:ended] if ended is not None else row
+            if ended is None and len(row) >= max_new_tokens:
+                self._hit_limit += 1
+            self._new_tokens += len(kept)
+            texts.append(self.tokenizer.decode(kept, skip_special_tokens=True).strip())
+        self._generated += len(batch)
+        return texts
+
+    def close(self) -> None:
+        self.model = None
