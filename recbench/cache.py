@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -43,6 +45,9 @@ def _fix_hint(path: Path) -> str:
             "or set RECBENCH_CACHE to another folder")
 
 
+OPEN_TIMEOUT_S = 60.0  # how long opening waits for another process's first-open lock
+
+
 class ScoreCache:
     """Two tables: scalar scores and float32 vectors. Safe across threads of one process.
 
@@ -62,22 +67,35 @@ class ScoreCache:
                              "set RECBENCH_CACHE to a writable folder") from None
         self._lock = threading.Lock()
         self._db: Optional[sqlite3.Connection] = None
-        try:
-            self._db = sqlite3.connect(str(self.path), timeout=60, check_same_thread=False)
-            with self._lock:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
-                self._db.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, value REAL NOT NULL, extra TEXT)")
-                self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, dim INTEGER NOT NULL, value BLOB NOT NULL)")
-                self._db.commit()
-                self._check_schema()
-                if self.path.stat().st_size <= QUICK_CHECK_MAX:
-                    rows = [r[0] for r in self._db.execute("PRAGMA quick_check(3)")]
-                    if rows != ["ok"]:
-                        raise sqlite3.DatabaseError("; ".join(str(r) for r in rows)[:160])
-        except sqlite3.Error as exc:
-            self._close_quietly()
-            raise self._error(exc) from None
+        deadline = time.monotonic() + OPEN_TIMEOUT_S
+        while True:
+            try:
+                self._open()
+                return
+            except sqlite3.OperationalError as exc:
+                self._close_quietly()
+                # switching a new file to WAL takes an exclusive lock and SQLite answers BUSY at
+                # once (no busy handler) when another process (a second rank) opens it too
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise self._error(exc) from None
+                time.sleep(random.uniform(0.01, 0.1))
+            except sqlite3.Error as exc:
+                self._close_quietly()
+                raise self._error(exc) from None
+
+    def _open(self) -> None:
+        self._db = sqlite3.connect(str(self.path), timeout=60, check_same_thread=False)
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, value REAL NOT NULL, extra TEXT)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, dim INTEGER NOT NULL, value BLOB NOT NULL)")
+            self._db.commit()
+            self._check_schema()
+            if self.path.stat().st_size <= QUICK_CHECK_MAX:
+                rows = [r[0] for r in self._db.execute("PRAGMA quick_check(3)")]
+                if rows != ["ok"]:
+                    raise sqlite3.DatabaseError("; ".join(str(r) for r in rows)[:160])
 
     def _check_schema(self) -> None:
         for table, want in (("scores", ["key", "value", "extra"]), ("vectors", ["key", "dim", "value"])):

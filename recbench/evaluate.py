@@ -229,8 +229,8 @@ class RecBench:
             return ScenarioRun(sc.name, {}, {"dry_run": self._dry_run(ctx), "timings": {}})
         t0 = time.perf_counter()
         if self.shard.active:
-            # this process's users first; then rank 0 reads every rank's scores from the cache
-            part = scheme.score(replace(ctx, groups=self.shard.take(ctx.groups)))
+            # this process's share first; then rank 0 reads every rank's scores from the cache
+            part = scheme.score_share(ctx, self.shard)
             counters = scorer.efficiency_counters()
             computed = group.gather(part.computed)  # also the barrier: every rank has committed
             if self.shard.sharded_only or not self.shard.is_main:

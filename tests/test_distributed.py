@@ -23,6 +23,12 @@ def _run(args, env_extra=None, timeout=300):
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def _why(proc) -> str:
+    """The ranks' own error lines first (torchrun's summary buries them), then the tail."""
+    lines = [x for x in proc.stderr.splitlines() if "recbench: error" in x or "Error" in x]
+    return "\n".join(lines[:10]) + "\n...\n" + proc.stderr[-1500:]
+
+
 def _result(out: Path, model_dir: str, scheme: str) -> dict:
     return json.loads((out / model_dir / scheme / "demo.json").read_text())
 
@@ -51,7 +57,7 @@ def test_torchrun_two_ranks_equal_one_process(tmp_path, scheme, capsys):
     dp = tmp_path / "dp"
     proc = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                  "-m", "recbench", *common, "--output", str(dp), "--cache-dir", str(tmp_path / "c2")])
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, _why(proc)
     a, b = _result(single, "dummy", scheme), _result(dp, "dummy", scheme)
     assert a["metrics"] == b["metrics"]
     assert max(abs(x - y) for x, y in zip(_scores(single, "dummy", scheme), _scores(dp, "dummy", scheme))) <= 1e-6
@@ -81,7 +87,7 @@ def test_torchrun_with_a_real_local_model(tiny_models, tmp_path):
     assert main(common + ["--output", str(tmp_path / "single"), "--cache-dir", str(tmp_path / "c1")]) == 0
     proc = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                  "-m", "recbench", *common, "--output", str(tmp_path / "dp"), "--cache-dir", str(tmp_path / "c2")])
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, _why(proc)
     slug = next((tmp_path / "single").iterdir()).name
     a, b = _result(tmp_path / "single", slug, "generative"), _result(tmp_path / "dp", slug, "generative")
     assert a["metrics"]["gauc"] == pytest.approx(b["metrics"]["gauc"], abs=1e-9)

@@ -2,6 +2,7 @@
 
 import os
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,3 +107,52 @@ def test_merging_a_damaged_cache_is_one_line(tmp_path):
     assert_one_line(err, bad)
     assert c.count() == 2000  # the destination is untouched and still usable
     c.close()
+
+
+def test_a_busy_first_open_is_retried_not_fatal(tmp_path, monkeypatch):
+    """Two ranks opening a new cache at once: SQLite answers the loser's switch to WAL with BUSY
+    at once (no busy handler); the open waits and retries instead of failing the run."""
+    import recbench.cache as cache_mod
+
+    real_open, calls = ScoreCache._open, []
+
+    def busy_twice(self):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise sqlite3.OperationalError("database is locked")
+        real_open(self)
+
+    monkeypatch.setattr(ScoreCache, "_open", busy_twice)
+    c = ScoreCache(tmp_path / "scores.sqlite")
+    c.put_scores({"k": 0.5})
+    assert c.get_scores(["k"]) == {"k": 0.5} and len(calls) == 3
+    c.close()
+    monkeypatch.setattr(cache_mod, "OPEN_TIMEOUT_S", 0.0)
+    calls.clear()
+    with pytest.raises(CacheError, match="locked by another process"):
+        ScoreCache(tmp_path / "other.sqlite")
+
+
+def _open_and_write(path: str, n: int) -> str:
+    try:
+        c = ScoreCache(Path(path))
+        c.put_scores({f"{n}": float(n)})
+        c.close()
+        return "ok"
+    except Exception as exc:  # reported to the parent, which asserts on it
+        return repr(exc)
+
+
+def test_processes_opening_a_new_cache_together_all_succeed(tmp_path):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn" if os.name == "nt" else "fork")
+    with ctx.Pool(4) as pool:
+        for round_ in range(30):
+            path = str(tmp_path / f"r{round_}" / "scores.sqlite")
+            Path(path).parent.mkdir()
+            outcomes = pool.starmap(_open_and_write, [(path, n) for n in range(4)])
+            assert outcomes == ["ok"] * 4, outcomes
+            c = ScoreCache(Path(path))
+            assert len(c.get_scores([str(n) for n in range(4)])) == 4
+            c.close()

@@ -178,15 +178,25 @@ def test_report_writes_a_separate_seqrec_leaderboard(tmp_path):
 
 
 @pytest.mark.parametrize("scheme, extra", [("generative", []), ("discriminative", ["--candidates", "all"])])
-def test_shards_then_merge_give_the_single_run(tmp_path, scheme, extra):
+def test_shards_then_merge_give_the_single_run(tmp_path, scheme, extra, monkeypatch):
     """--shard i/N jobs score a share of the users (the catalogue path too); the unsharded rerun
-    reads everything from the cache and writes the numbers a single process writes."""
+    reads everything from the cache and writes the numbers a single process writes. Together the
+    shards embed each distinct text once (the catalogue is split, not embedded by every shard)."""
+    from recbench.scorers.dummy import DummyEmbeddingScorer
+
+    embedded: list = []
+    real_embed = DummyEmbeddingScorer.embed
+    monkeypatch.setattr(DummyEmbeddingScorer, "embed",
+                        lambda self, texts, role: embedded.extend((role, t) for t in texts) or real_embed(self, texts, role))
     base = ["zero-shot", "--task", "seqrec", "--model", "dummy", "--scheme", scheme, "--limit", "12", "--quiet",
             *extra]
     cache, out = ["--cache-dir", str(tmp_path / "c")], tmp_path / "res"
-    for i in range(2):
-        assert main(base + cache + ["--shard", f"{i}/2", "--output", str(out)]) == 0
+    for i in range(2):  # as on two nodes: each job its own cache, merged afterwards
+        assert main(base + ["--cache-dir", str(tmp_path / f"c{i}"), "--shard", f"{i}/2", "--output", str(out)]) == 0
     assert not list(out.glob("**/demo.json"))
+    assert main(["cache", "merge", str(tmp_path / "c0"), str(tmp_path / "c1"), *cache]) == 0
+    by_shards = list(embedded)
+    assert len(by_shards) == len(set(by_shards))
     assert main(base + cache + ["--output", str(out)]) == 0
     [path] = list(out.glob("**/seqrec/demo.json"))
     merged = json.loads(path.read_text())
@@ -195,3 +205,5 @@ def test_shards_then_merge_give_the_single_run(tmp_path, scheme, extra):
     assert main(base + ["--cache-dir", str(tmp_path / "c2"), "--output", str(single)]) == 0
     [one] = list(single.glob("**/seqrec/demo.json"))
     assert json.loads(one.read_text())["metrics"] == merged["metrics"]
+    if scheme == "discriminative":
+        assert sorted(by_shards) == sorted(embedded[len(by_shards):]) != []  # the single run embeds the same

@@ -11,7 +11,7 @@ template folder under prompts/.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -22,6 +22,7 @@ from ..prompts import Template
 if TYPE_CHECKING:  # pragma: no cover
     from ..cache import ScoreCache
     from ..config import RunConfig
+    from ..distributed import Shard
     from ..models import ModelSpec
     from ..prompts import PromptBuilder
     from ..scorers.base import Scorer
@@ -101,6 +102,12 @@ class Scheme(ABC):
     @abstractmethod
     def score(self, ctx: SchemeContext) -> SchemeOutput:
         """Scores for every slot, taking what the cache holds and committing what is computed."""
+
+    def score_share(self, ctx: SchemeContext, shard: "Shard") -> SchemeOutput:
+        """This process's part of a data-parallel run, committed to the cache (rank 0 then reads
+        every score back with `score`). By default its share of the users: a user's requests
+        never split, and no request belongs to two users."""
+        return self.score(replace(ctx, groups=shard.take(ctx.groups)))
 
     @abstractmethod
     def dry_run_requests(self, ctx: SchemeContext) -> Tuple[List[Any], List[str]]:

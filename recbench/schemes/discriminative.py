@@ -12,7 +12,7 @@ matrix is ever held whole and no Python loop runs per item.
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Optional, Tuple, cast
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, cast
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from ..cache import request_key
 from ..progress import progress_bar
 from ..scorers.base import EmbeddingScorer
 from .base import Scheme, SchemeContext, SchemeOutput
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..distributed import Shard
 
 COMMIT_EVERY_S = 2.0  # commit embeddings at least this often
 MAX_BATCH = 64  # texts per embed call (and per commit at most)
@@ -155,6 +158,19 @@ class DiscriminativeScheme(Scheme):
                     "catalogue_items": len(items), "computed_embeddings": computed},
             shown=shown,
         )
+
+    def score_share(self, ctx: SchemeContext, shard: "Shard") -> SchemeOutput:
+        """Every rank embeds its share of the distinct texts of all users (an item two ranks'
+        users share is embedded once, and a catalogue is split, not embedded by every rank)."""
+        if ctx.catalogue is not None:
+            per_role = dict(zip(("user", "item"), self._catalogue_texts(ctx)))
+        else:
+            users, items, _ = self._texts(ctx)
+            per_role = {"user": users, "item": items}
+        computed = 0
+        for role, texts in per_role.items():
+            computed += self.embed_distinct(ctx, role, shard.take(list(dict.fromkeys(texts))))[1]
+        return SchemeOutput(scores=np.full(ctx.num_scores, np.nan), requests=computed, cached=0, computed=computed)
 
     def score(self, ctx: SchemeContext) -> SchemeOutput:
         if ctx.catalogue is not None:
