@@ -1,7 +1,7 @@
 """Conventional recommenders, scored on exactly the samples the LLMs see (PROTOCOL §11).
 
 Registry: name -> (module:Class, what it needs). The built-in models (random, popularity,
-itemknn) need numpy only; the deep CTR models come from torch-rechub
+itemknn) need numpy only; the deep CTR and sequential models come from torch-rechub
 (`pip install 'recbench[baselines]'`). A model name may carry an item-embedding model after a
 `+` (`din+minilm`): the LLM-for-RS variant, the same architecture fed frozen item-text vectors.
 Importing this package imports neither torch nor the library.
@@ -37,6 +37,10 @@ BASELINES: Dict[str, BaselineInfo] = {
     "deepfm": BaselineInfo("recbench.baselines.deep:DeepFM", "DeepFM (torch-rechub)", "baselines", True),
     "bst": BaselineInfo("recbench.baselines.deep:BST", "Behavior Sequence Transformer (torch-rechub)", "baselines",
                         True),
+    "sasrec": BaselineInfo("recbench.baselines.sequential:SASRec",
+                           "Self-Attentive Sequential Recommendation (torch-rechub)", "baselines"),
+    "gru4rec": BaselineInfo("recbench.baselines.sequential:GRU4Rec", "GRU4Rec: recurrent next-item model (torch-rechub)",
+                            "baselines"),
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Dict, List, Optional
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,7 @@ class FitData:
     train: Pairs
     valid: Pairs
     train_frame: pd.DataFrame  # the raw rows (the counting models read positive sets from them)
+    sequences: Optional[np.ndarray] = None  # (n, history width + 1) train users' positives, left-padded ids
     item_vectors: Optional[np.ndarray] = None  # (vocab.size, d) frozen item-text features, rows 0/1 zero
     seed: int = 0
     device: str = "cpu"
@@ -73,6 +74,18 @@ class Recommender(ABC):
     @abstractmethod
     def load(self, folder: Path, vocab: Vocab, meta: Dict[str, Any]) -> None:
         """Read back what save() wrote."""
+
+    def score_matrix(self, users: Sequence[str], histories: Sequence[Tuple[str, ...]], items: Sequence[str],
+                     width: int) -> np.ndarray:
+        """(len(users), len(items)) scores of every item for each user (full-catalogue ranking).
+        By default every (user, item) pair through `score`; models with a user vector override it."""
+        from .data import encode_rows
+
+        assert self.vocab is not None, "fit or load first"
+        n, m = len(users), len(items)
+        pairs = encode_rows([u for u in users for _ in range(m)], [h for h in histories for _ in range(m)],
+                            list(items) * n, None, self.vocab, width)
+        return self.score(pairs).reshape(n, m)
 
     def info(self) -> Dict[str, Any]:
         """Extra facts for the results (e.g. the library version)."""

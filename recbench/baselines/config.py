@@ -41,6 +41,9 @@ class BaselineConfig:
     dropout: float = setting(0.2, "dropout in the MLP", minimum=0, group="training")
     max_history: int = setting(50, "most recent history items a model reads", minimum=1, metavar="N",
                                group="training")
+    negatives: int = setting(4, "negatives drawn per positive where the task's fine-tuning rows are sequences "
+                             "(seqrec), and per position for the sequence models (sasrec, gru4rec)", minimum=1,
+                             metavar="N", group="training")
     train_seed: Optional[int] = setting(None, "seed of initialisation and batch order (default: the run's --seed)",
                                         group="training")
     retrain: bool = setting(False, "train again even when this configuration's trained model exists", hashed=False,

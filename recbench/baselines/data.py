@@ -69,7 +69,7 @@ class Pairs:
                      [self.raw_items[i] for i in idx], self.raw_histories, self.history_of[idx])
 
 
-def _pad(vocab: Vocab, history: Sequence[str], width: int) -> np.ndarray:
+def pad_history(vocab: Vocab, history: Sequence[str], width: int) -> np.ndarray:
     row = np.zeros(width, dtype=np.int64)
     ids = vocab.encode(list(history)[-width:])
     if ids.size:
@@ -91,7 +91,7 @@ def encode_rows(users: Sequence[str], histories: Sequence[Sequence[str]], items:
         if pos is None:
             pos = distinct[key] = len(raw)
             raw.append(key)
-            rows.append(_pad(vocab, key, max_history))
+            rows.append(pad_history(vocab, key, max_history))
         of[k] = pos
     table = np.stack(rows) if rows else np.zeros((0, max_history), dtype=np.int64)
     label = np.asarray(labels, dtype=np.float32) if labels is not None else np.zeros(n, dtype=np.float32)
@@ -139,3 +139,52 @@ def positive_sets(df: pd.DataFrame) -> Dict[str, List[str]]:
         if int(label) == 1:
             seen[str(item)] = None
     return {u: list(s) for u, s in out.items()}
+
+
+# ----------------------------------------------------------------------------------------
+# Tasks whose fine-tuning rows are sequences (seqrec): labelled pairs and id sequences
+# ----------------------------------------------------------------------------------------
+
+Sequence_ = Tuple[str, Tuple[str, ...]]  # (user id, the user's positives, oldest first)
+
+
+def sample_negative(rng: np.random.Generator, pool: Sequence[str], avoid: set) -> str:
+    """A uniform item of the pool the user never liked (the pool is far larger than a history)."""
+    for _ in range(64):
+        item = pool[int(rng.integers(len(pool)))]
+        if item not in avoid:
+            return item
+    return pool[int(rng.integers(len(pool)))]  # a pool made almost only of the user's items
+
+
+def pairs_from_sequences(sequences: Sequence[Sequence_], pool: Sequence[str], *, negatives: int, seed: int,
+                         last_only: bool = False) -> pd.DataFrame:
+    """Labelled (user_id, item_id, label, history) rows from positive sequences: at every
+    position t >= 1 (or only the last), the next item is a positive after history seq[:t], and
+    `negatives` items drawn uniformly (seeded per user) from the pool, none the user liked, are
+    negatives after the same history. What the pairwise models (and popularity, item-kNN)
+    train on when a task's fine-tuning rows are sequences."""
+    from ..scenarios.base import stable_hash
+
+    rows: List[Tuple[str, str, int, List[str]]] = []
+    for user, seq in sequences:
+        if len(seq) < 2:
+            continue
+        rng = np.random.default_rng(stable_hash(f"{seed}:train-negatives:{user}") % 2**63)
+        liked = set(seq)
+        for t in ([len(seq) - 1] if last_only else range(1, len(seq))):
+            history = list(seq[:t])
+            rows.append((user, seq[t], 1, history))
+            for _ in range(negatives):
+                rows.append((user, sample_negative(rng, pool, liked), 0, history))
+    return pd.DataFrame(rows, columns=list(TRAIN_COLUMNS))
+
+
+def encode_sequences(sequences: Sequence[Sequence_], vocab: Vocab, length: int) -> np.ndarray:
+    """(n, length) id rows, the most recent `length` items of each sequence, left-padded."""
+    out = np.zeros((len(sequences), length), dtype=np.int64)
+    for k, (_, seq) in enumerate(sequences):
+        ids = vocab.encode(list(seq)[-length:])
+        if ids.size:
+            out[k, length - ids.size:] = ids
+    return out

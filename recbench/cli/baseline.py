@@ -14,7 +14,7 @@ from ..baselines import BaselineConfig, baseline_names
 from ..config import GROUPS, RunConfig
 from ..settings import add_arguments, from_namespace
 
-RUN_SETTINGS = ("task", "limit", "bootstrap", "raw_dir", "seed", "num_test", "strict", "device", "output_dir",
+RUN_SETTINGS = ("task", "history_len", "candidates", "limit", "bootstrap", "raw_dir", "seed", "num_test", "strict", "device", "output_dir",
                 "log_samples", "cache_dir", "use_cache", "progress")
 
 EPILOG = """examples:
@@ -22,6 +22,8 @@ EPILOG = """examples:
   recbench baseline --model itemknn --scenario movielens --raw-dir ~/recdata
   recbench baseline --model din                              # pip install 'recbench[baselines]'
   recbench baseline --model din --item-embeddings minilm     # LLM-for-RS: frozen MiniLM item vectors
+  recbench baseline --model sasrec --task seqrec             # next-item ranking (100 candidates per user)
+  recbench baseline --model sasrec --task seqrec --candidates all   # rank the whole catalogue
   recbench report                                            # baselines beside the LLM rows
 """
 
@@ -29,7 +31,8 @@ EPILOG = """examples:
 def register(sub) -> None:
     p = sub.add_parser(
         "baseline",
-        help="train and score a conventional recommender (random, popularity, itemknn, DIN, DCNv2, DeepFM, BST)",
+        help="train and score a conventional recommender (random, popularity, itemknn, DIN, DCNv2, DeepFM, BST, "
+        "SASRec, GRU4Rec)",
         description="Train a conventional model on each scenario's fine-tuning split (train users; early "
         "stopping on its valid users), score exactly the test samples the LLMs see and write the same metrics "
         "to <output>/<model>/<scheme>/<scenario>.json (pipeline: baseline). The trained model is kept in "

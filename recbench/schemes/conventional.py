@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Dict, Tuple, cast
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..progress import progress_bar
 from ..prompts import Template
 from .base import Scheme, SchemeContext, SchemeOutput
 from .discriminative import DiscriminativeScheme
@@ -28,6 +29,8 @@ from .discriminative import DiscriminativeScheme
 if TYPE_CHECKING:  # pragma: no cover
     from ..scorers.baseline import BaselineScorer
 
+CATALOGUE_PAIRS = 1 << 20  # (user, item) scores per block when ranking a whole catalogue
+VALID_NEGATIVES = 20  # negatives beside each valid user's last positive (tasks with sequence rows)
 NO_PROMPT_TEXT = "{history}\n{candidate}"  # placeholder: conventional models read item ids
 NO_PROMPT = Template(id="default", scheme="conventional", text=NO_PROMPT_TEXT,
                      sha256=hashlib.sha256(b"conventional: item ids, no prompt").hexdigest())
@@ -35,6 +38,7 @@ NO_PROMPT = Template(id="default", scheme="conventional", text=NO_PROMPT_TEXT,
 
 class ConventionalScheme(Scheme):
     name = "conventional"
+    ranks_catalogue = True
     help = "conventional recommenders (baselines): item-id histories and candidates, no prompt"
     scorer_kind = "recommender"
     probabilities = False
@@ -59,23 +63,32 @@ class ConventionalScheme(Scheme):
 
     # -- scoring -------------------------------------------------------------------------
     def score(self, ctx: SchemeContext) -> SchemeOutput:
-        from ..baselines.data import Vocab, pairs_from_frame, pairs_from_groups
         from ..baselines.base import FitData
+        from ..baselines.data import Vocab, encode_sequences, pairs_from_frame, pairs_from_groups, pairs_from_sequences
         from ..scorers.baseline import stderr_say
+        from ..tasks import get_task
 
         scorer, cfg = cast("BaselineScorer", ctx.scorer), ctx.config
+        task = get_task(cfg.task)
         say = stderr_say(cfg.progress)
         ft, num_finetune = self._finetune(ctx)
         seed = scorer.config.train_seed if scorer.config.train_seed is not None else cfg.seed
-        payload = {"scenario": ctx.scenario, "seed": seed, "num_finetune": num_finetune,
+        payload = {"scenario": ctx.scenario, "task": cfg.task, "seed": seed, "num_finetune": num_finetune,
                    "finetune_fingerprint": ft.info.get("finetune_fingerprint"), "test_fingerprint": ft.fingerprint}
         embedded = {"computed": 0}
 
         def fit_data() -> FitData:
-            train_df, valid_df = ft.finetune_split("train"), ft.finetune_split("valid")
-            if train_df.empty:
+            train_rows, valid_rows = ft.finetune_split("train"), ft.finetune_split("valid")
+            if train_rows.empty:
                 raise DataError(f"{ctx.scenario}: the fine-tuning split has no train users; raise --num-finetune")
             vocab = Vocab.build(ft.items["item_id"])
+            train_seqs = task.training_sequences(train_rows)
+            train_df, valid_df = task.training_pairs(train_rows), task.training_pairs(valid_rows)
+            if train_df is None or valid_df is None:  # the task's rows are sequences: draw labelled pairs
+                pool, k = list(vocab.items), scorer.config.negatives
+                train_df = pairs_from_sequences(train_seqs, pool, negatives=k, seed=seed)
+                valid_df = pairs_from_sequences(task.training_sequences(valid_rows), pool, negatives=VALID_NEGATIVES,
+                                                seed=seed, last_only=True)
             vectors = None
             if scorer.spec.item_embeddings:
                 from ..baselines.text import item_table
@@ -88,17 +101,21 @@ class ConventionalScheme(Scheme):
             width = max(1, min(scorer.config.max_history, longest))
             return FitData(vocab=vocab, train=pairs_from_frame(train_df, vocab, width),
                            valid=pairs_from_frame(valid_df, vocab, width), train_frame=train_df,
+                           sequences=encode_sequences(train_seqs, vocab, width + 1),
                            item_vectors=vectors, seed=seed, progress=cfg.progress, desc=ctx.desc,
                            validate=_valid_gauc)
 
         record = scorer.prepare_model(ctx.scenario, payload, fit_data, say)
         t0 = time.perf_counter()
-        pairs, slots = pairs_from_groups(ctx.groups, scorer.vocab, scorer.history_width)
-        scores = np.zeros(ctx.num_scores, dtype=np.float64)
-        scores[slots] = scorer.score_pairs(pairs)
+        if ctx.catalogue is not None:
+            scores, n = self._rank_catalogue(ctx, scorer)
+        else:
+            pairs, slots = pairs_from_groups(ctx.groups, scorer.vocab, scorer.history_width)
+            scores = np.zeros(ctx.num_scores, dtype=np.float64)
+            scores[slots] = scorer.score_pairs(pairs)
+            n = len(pairs)
         predict_s = time.perf_counter() - t0
-        n = len(pairs)
-        facts: Dict[str, Any] = {k: record.get(k) for k in ("train_pairs", "valid_pairs", "train_users", "valid_users",
+        facts: Dict[str, Any] = {k: record.get(k) for k in ("train_pairs", "train_sequences", "valid_pairs", "train_users", "valid_users",
                                                              "items", "history_width", "library", "library_version",
                                                              "text_dim") if k in record}
         meta: Dict[str, Any] = {
@@ -116,18 +133,38 @@ class ConventionalScheme(Scheme):
         counts = {"computed_embeddings": int(embedded["computed"])}
         return SchemeOutput(scores=scores, requests=n, cached=0, computed=n, meta=meta, counts=counts)
 
+    def _rank_catalogue(self, ctx: SchemeContext, scorer: "BaselineScorer") -> Tuple[np.ndarray, int]:
+        """Every catalogue item scored for blocks of users (one matrix product per block for
+        models with a user vector); the task's reduction keeps only the targets' ranks."""
+        cat = ctx.catalogue
+        assert cat is not None and scorer.recommender is not None
+        items = list(cat.items)
+        groups = ctx.groups
+        user_idx = np.fromiter((cat.user_of(g) for g in groups), dtype=np.int64, count=len(groups))
+        ranks = np.full(cat.num_users, np.nan)
+        step = max(1, CATALOGUE_PAIRS // max(1, len(items)))
+        bar = progress_bar(len(groups), f"{ctx.desc} catalogue", ctx.config.progress, unit="user")
+        for start in range(0, len(groups), step):
+            block = groups[start:start + step]
+            scores = scorer.recommender.score_matrix([g.user_id for g in block], [g.history for g in block], items,
+                                                     scorer.history_width)
+            rows = user_idx[start:start + step]
+            ranks[rows] = cat.reduce(rows.tolist(), scores)
+            bar.update(len(block))
+        bar.close()
+        return ranks, len(groups) * len(items)
+
     # -- data ----------------------------------------------------------------------------
     def _finetune(self, ctx: SchemeContext):
         """The scenario rebuilt with a fine-tuning split; its test samples must be the ones scored."""
         from ..baselines.config import DEFAULT_FINETUNE
-        from ..scenarios import get_source, load_scenario
+        from ..scenarios import get_source
+        from ..tasks import get_task
 
         cfg = ctx.config
         n = cast("BaselineScorer", ctx.scorer).config.num_finetune or get_source(ctx.scenario).default_num_finetune or DEFAULT_FINETUNE
         progress = (lambda m: print(m, file=sys.stderr)) if cfg.progress else None
-        opts = dict(cfg.scenario_options.get(ctx.scenario, {}))
-        ft = load_scenario(ctx.scenario, cfg.raw_dir, seed=cfg.seed, num_test=cfg.num_test, num_finetune=n,
-                           strict=cfg.strict, use_cache=cfg.use_cache, progress=progress, **opts)
+        ft = get_task(cfg.task).load_finetune(ctx.scenario, cfg, n, progress)
         if ctx.fingerprint and ft.fingerprint != ctx.fingerprint:
             raise DataError(f"{ctx.scenario}: the build with a fine-tuning split has other test samples than the "
                             f"scored ones (fingerprint {ft.fingerprint[:12]} vs {ctx.fingerprint[:12]}); "

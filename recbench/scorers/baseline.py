@@ -127,6 +127,7 @@ class BaselineScorer(Scorer):
                 "config_hash": digest, "hash_of": payload, "settings": self.config.public(),
                 "fit": asdict(report), "train_s": round(train_s, 3), "device": self.device,
                 "train_pairs": len(data.train), "valid_pairs": len(data.valid),
+                "train_sequences": None if data.sequences is None else int(len(data.sequences)),
                 "train_users": int(len(set(data.train.users))), "valid_users": int(len(set(data.valid.users))),
                 "items": len(data.vocab.items), "history_width": int(data.train.history.shape[1]),
                 "text_dim": getattr(rec, "text_dim", 0), **rec.info(),

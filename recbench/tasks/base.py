@@ -67,6 +67,22 @@ class Task(ABC):
         """The catalogue to rank whole, for schemes that can (None: score the groups' slots)."""
         return None
 
+    @abstractmethod
+    def load_finetune(self, scenario: str, cfg: "RunConfig", num_finetune: int,
+                      progress: Optional[Callable[[str], None]] = None) -> "Scenario":
+        """The scenario with `num_finetune` fine-tuning units beside the test split (what
+        conventional models train on); the test split is the one `load` builds."""
+
+    def training_pairs(self, frame: pd.DataFrame) -> Optional[pd.DataFrame]:
+        """Fine-tuning rows as labelled (user_id, item_id, label, history) pairs, or None when
+        the task's rows are sequences (pairs are then drawn from `training_sequences`)."""
+        return None
+
+    @abstractmethod
+    def training_sequences(self, frame: pd.DataFrame) -> List[Tuple[str, Tuple[str, ...]]]:
+        """Per fine-tuning user: (user id, the user's positives oldest first), what sequential
+        models learn next-item prediction from."""
+
     def load_scenario(self, name: str, raw_dir=None, **kwargs) -> "Scenario":
         """`recbench.load_scenario(name, task=...)` for a task with a split of its own."""
         from ..errors import ConfigError

@@ -7,7 +7,7 @@ draws them; consecutive rows of one user share a history and form one group.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import pandas as pd
 
@@ -31,6 +31,29 @@ class CTRTask(Task):
         # is the same either way)
         return load_scenario(scenario, cfg.raw_dir, seed=cfg.seed, num_test=cfg.num_test, num_finetune=0,
                              strict=cfg.strict, use_cache=cfg.use_cache, progress=progress, **opts)
+
+    def load_finetune(self, scenario, cfg, num_finetune, progress=None):
+        from ..scenarios import load_scenario
+
+        opts = dict(cfg.scenario_options.get(scenario, {}))
+        return load_scenario(scenario, cfg.raw_dir, seed=cfg.seed, num_test=cfg.num_test, num_finetune=num_finetune,
+                             strict=cfg.strict, use_cache=cfg.use_cache, progress=progress, **opts)
+
+    def training_pairs(self, frame: pd.DataFrame) -> Optional[pd.DataFrame]:
+        return frame
+
+    def training_sequences(self, frame: pd.DataFrame) -> List[Tuple[str, Tuple[str, ...]]]:
+        """A user's history, then the candidates the user clicked (in the split's order)."""
+        out: List[Tuple[str, Tuple[str, ...]]] = []
+        last = None
+        for user, item, label, hist in zip(frame["user_id"], frame["item_id"], frame["label"], frame["history"]):
+            key = (str(user), tuple(map(str, hist)))
+            if key != last:
+                out.append((key[0], key[1]))
+                last = key
+            if int(label) == 1:
+                out[-1] = (out[-1][0], out[-1][1] + (str(item),))
+        return out
 
     def samples(self, sc, cfg) -> pd.DataFrame:
         test = sc.test

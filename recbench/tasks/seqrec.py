@@ -21,7 +21,7 @@ change):
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -63,6 +63,17 @@ class SeqRecTask(Task):
                          history_len=cfg.history_len, candidates=cfg.candidates, **opts)
         self._check_cost(sc, cfg)
         return sc
+
+    def load_finetune(self, scenario, cfg, num_finetune, progress=None):
+        opts = dict(cfg.scenario_options.get(scenario, {}))
+        return load_seqrec(scenario, cfg.raw_dir, seed=cfg.seed, num_test=cfg.num_test, num_finetune=num_finetune,
+                           strict=cfg.strict, use_cache=cfg.use_cache, progress=progress,
+                           history_len=cfg.history_len, candidates=cfg.candidates, **opts)
+
+    def training_sequences(self, frame: pd.DataFrame) -> List[Tuple[str, Tuple[str, ...]]]:
+        """The history, then the target."""
+        return [(str(u), tuple(map(str, h)) + (str(t),)) for u, h, t in zip(frame["user_id"], frame["history"],
+                                                                           frame["target"])]
 
     def _check_cost(self, sc, cfg) -> None:
         """Refuse full-catalogue ranking with a scheme that scores each pair, unless forced."""
