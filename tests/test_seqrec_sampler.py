@@ -222,13 +222,23 @@ def test_movielens_target_is_the_latest_liked_rating():
 # ----------------------------------------------------------------------------------------
 
 
-def test_demo_split_cache_and_ctr_unchanged(tmp_path):
+def test_demo_split_cache_and_ctr_unchanged(tmp_path, monkeypatch, capsys):
     sc = recbench.load_scenario("demo", task="seqrec", cache_dir=tmp_path)
     assert (len(sc.test), len(sc.finetune)) == (200, 1000)
     assert not set(sc.test.user_id) & set(sc.finetune.user_id)
     assert sc.test.candidates.map(len).eq(100).all()
     assert set(sc.finetune_split("valid").user_id) | set(sc.finetune_split("train").user_id) == set(sc.finetune.user_id)
-    again = recbench.load_scenario("demo", task="seqrec", cache_dir=tmp_path)  # from the Parquet cache
+    import recbench.scenarios.seqrec as seqrec_mod
+
+    def no_rebuild(*a, **k):
+        raise AssertionError("the cached split was rebuilt")
+
+    with monkeypatch.context() as m:
+        m.setattr(seqrec_mod, "build_seqrec", no_rebuild)
+        again = recbench.load_scenario("demo", task="seqrec", cache_dir=tmp_path)  # from the Parquet cache
+    assert "rebuilding" not in capsys.readouterr().err
+    assert again.info["data_fingerprint"] == sc.info["data_fingerprint"] == sc.fingerprint
+    assert again.info["finetune_fingerprint"] == sc.info["finetune_fingerprint"]
     assert again.info["cache_key"] == sc.info["cache_key"]
     assert isinstance(again.test.loc[0, "candidates"], list) and isinstance(again.test.loc[0, "history"], list)
     pd.testing.assert_frame_equal(again.test, sc.test)

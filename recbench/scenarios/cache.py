@@ -178,13 +178,15 @@ def _complete(folder: Path) -> bool:
         return False
 
 
-def load(folder: Path, progress: Optional[Callable[[str], None]] = None) -> Optional[Scenario]:
+def load(folder: Path, progress: Optional[Callable[[str], None]] = None,
+         fingerprint: Optional[Callable[[pd.DataFrame], str]] = None) -> Optional[Scenario]:
     """The cached scenario at `folder`, or None when there is none or it must be rebuilt.
 
     Every file is checked against the sha256 written with it and parsed from the very bytes
     checked. A damaged entry is rebuilt, and `progress` (else stderr) gets one line saying
     so. The data fingerprint is recomputed from the samples read, so it always describes the
-    data actually used."""
+    data actually used (`fingerprint`: the split's own function; default: the ctr samples')."""
+    fingerprint = fingerprint or samples_fingerprint
     if not (folder / META).is_file():
         return None
     try:
@@ -192,8 +194,8 @@ def load(folder: Path, progress: Optional[Callable[[str], None]] = None) -> Opti
         info = dict(meta["info"])
         test = _read_samples(blobs["test.parquet"])
         finetune = _read_samples(blobs["finetune.parquet"])
-        info["data_fingerprint"] = samples_fingerprint(test)
-        info["finetune_fingerprint"] = samples_fingerprint(finetune)
+        info["data_fingerprint"] = fingerprint(test)
+        info["finetune_fingerprint"] = fingerprint(finetune)
         return Scenario(
             name=meta["name"],
             domain=meta["domain"],

@@ -375,7 +375,7 @@ def load_seqrec(name: str, raw_dir=None, *, seed: int = DEFAULT_SEED, num_test: 
     key = _cache.cache_key(source_cls.name, source_cls.loader_version, seed, num_test, num_finetune, keyed, raw_fp)
     entry = Path(cache_dir or _cache.default_cache_dir()) / "scenarios" / source_cls.name / f"seqrec-{key}"
     if use_cache:
-        cached = _cache.load(entry)
+        cached = _cache.load(entry, progress, fingerprint=fingerprint)
         if cached is not None:
             cached.test, cached.finetune = _lists(cached.test), _lists(cached.finetune)
             return cached
