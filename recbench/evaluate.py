@@ -236,8 +236,9 @@ class RecBench:
             if self.shard.sharded_only or not self.shard.is_main:
                 return None
             out = scheme.score(replace(ctx, desc=ctx.desc + " (merge)"))
-            out.computed = sum(computed)
-            out.cached = max(0, out.cached - out.computed)  # the merge pass found everything cached
+            # what the ranks computed, plus anything the merge pass had to compute itself
+            out.computed += sum(computed)
+            out.cached = max(0, out.cached - sum(computed))
         else:
             out = scheme.score(ctx)
             counters = scorer.efficiency_counters()

@@ -108,3 +108,20 @@ def test_per_node_caches_merge_then_rerun(tmp_path, capsys):
     assert main(["zero-shot", "--model", "dummy", "--limit", "50", "--quiet", "--cache-dir", str(tmp_path / "merged"),
                  "--output", str(out)]) == 0
     assert _result(out, "dummy", "generative")["meta"]["timings"]["computed"] == 0
+
+
+@pytest.mark.slow  # launches torchrun processes
+def test_torchrun_conventional_model_trains_once_on_rank_zero(tmp_path, capsys):
+    """A baseline under two ranks: one training (rank 0), every pair scored, same metrics."""
+    common = ["zero-shot", "--model", "itemknn", "--limit", "60", "--quiet"]
+    single = tmp_path / "single"
+    assert main(common + ["--output", str(single), "--cache-dir", str(tmp_path / "c1")]) == 0
+    dp = tmp_path / "dp"
+    proc = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                 "-m", "recbench", *common, "--output", str(dp), "--cache-dir", str(tmp_path / "c2")])
+    assert proc.returncode == 0, _why(proc)
+    a, b = _result(single, "itemknn", "conventional"), _result(dp, "itemknn", "conventional")
+    assert a["metrics"] == b["metrics"]
+    assert b["meta"]["timings"]["computed"] == a["meta"]["timings"]["computed"] == 60
+    assert len(list((dp / "baselines").iterdir())) == 1
+    assert b["meta"]["baseline"]["reused"] is False  # trained in the pass that scores, not in a share pass

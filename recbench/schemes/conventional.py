@@ -58,6 +58,11 @@ class ConventionalScheme(Scheme):
         if cfg.adapter:
             raise ConfigError("--adapter applies to LLMs; conventional models are trained by `recbench baseline`")
 
+    def score_share(self, ctx: SchemeContext, shard) -> SchemeOutput:
+        """Training is one process's job and scores are not cached: under torchrun the other
+        ranks do nothing and rank 0 trains (or reuses) the model and scores every user."""
+        return SchemeOutput(scores=np.full(ctx.num_scores, np.nan), requests=0, cached=0, computed=0)
+
     def dry_run_requests(self, ctx: SchemeContext):
         return [], []
 
