@@ -135,7 +135,7 @@ def resolve_model(name: str, revision: Optional[str] = None) -> ModelSpec:
             raise ConfigError("openai: needs a model name, e.g. openai:gpt-3.5-turbo")
         return ModelSpec(name, "openai", model, abilities=ALL)
     if key.startswith("vllm:"):
-        return ModelSpec(name, "vllm", name.split(":", 1)[1], kind="causal", abilities=("logits",))
+        return ModelSpec(name, "vllm", name.split(":", 1)[1], kind="causal", abilities=("logits", "generation"))
     head, plus, tail = name.partition("+")
     if plus and head.lower() in ALIASES and "recommender" in ALIASES[head.lower()].abilities:
         return _llm_for_rs(name, ALIASES[head.lower()], tail.strip(), revision)

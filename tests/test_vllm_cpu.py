@@ -240,3 +240,107 @@ def test_vllm_cpu_agrees_with_hf_and_reuses_the_prefix_cache(vllm_scorer, demo_r
           f"pairs/s on this CPU (noisy): vLLM {len(flat) / vl_s:.1f}, HF {len(flat) / hf_s:.1f}")
     assert rho >= 0.99
     assert np.abs(vl - hf).max() < 1e-2
+
+
+# -- list-wise generation with vLLM: the generator's logic against a stand-in engine (fast) ---
+def _fake_vllm(monkeypatch, tokenizer, answers):
+    """A `vllm` module whose LLM answers `answers` in order and records what it was sent."""
+    import sys
+    import types
+
+    sent = {}
+
+    class SamplingParams:
+        def __init__(self, **kw):
+            self.kw = kw
+
+    class LLM:
+        def __init__(self, **kw):
+            sent["engine"] = kw
+            self.llm_engine = SimpleNamespace(model_config=SimpleNamespace(max_model_len=2048, dtype="torch.float32"))
+
+        def get_tokenizer(self):
+            return tokenizer
+
+        def generate(self, prompts, params, use_tqdm=False):
+            sent["prompts"], sent["params"] = [p["prompt_token_ids"] for p in prompts], params.kw
+            return [SimpleNamespace(prompt_token_ids=p["prompt_token_ids"], num_cached_tokens=2,
+                                    outputs=[SimpleNamespace(text=f" {a} ", token_ids=[1, 2, 3],
+                                                             finish_reason="length" if k == 0 else "stop")])
+                    for k, (p, a) in enumerate(zip(prompts, answers))]
+
+    vllm = types.ModuleType("vllm")
+    vllm.LLM, vllm.SamplingParams = LLM, SamplingParams
+    inputs = types.ModuleType("vllm.inputs")
+    inputs.TokensPrompt = lambda prompt_token_ids: {"prompt_token_ids": prompt_token_ids}
+    platforms = types.ModuleType("vllm.platforms")
+    platforms.current_platform = SimpleNamespace(is_cpu=lambda: True)
+    for name, mod in (("vllm", vllm), ("vllm.inputs", inputs), ("vllm.platforms", platforms)):
+        monkeypatch.setitem(sys.modules, name, mod)
+    return sent
+
+
+def test_vllm_generator_renders_like_hf_and_decodes_greedily(tiny_models, monkeypatch):
+    from transformers import AutoTokenizer
+
+    from recbench.errors import ConfigError
+    from recbench.models import resolve_model
+    from recbench.scorers import scorer_class
+    from recbench.scorers.hf_common import LoadOptions
+    from recbench.scorers.hf_generate import HFTextGenerator
+    from recbench.scorers.vllm_generate import VLLMTextGenerator
+
+    folder = str(tiny_models["llama"])
+    spec = resolve_model(f"vllm:{folder}")
+    assert "generation" in spec.abilities and scorer_class("vllm", "generation") is VLLMTextGenerator
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    sent = _fake_vllm(monkeypatch, tokenizer, ["B > A > C", "C > B"])
+    gen = VLLMTextGenerator(spec, engine_args={"enforce_eager": True})
+    assert sent["engine"]["enable_prefix_caching"] is True and sent["engine"]["enforce_eager"] is True
+    prompts = ["Rank these: <|im_start|>A, B, C", "Rank: B, C"]  # item text holding a special-token string
+    got = []
+    texts = gen.generate(prompts, 32, on_result=lambda i, t: got.append((i, t)))
+    assert texts == ["B > A > C", "C > B"] and got == [(0, "B > A > C"), (1, "C > B")]
+    assert sent["params"]["temperature"] == 0.0 and sent["params"]["max_tokens"] == 32
+    assert set(gen.eos_ids) <= set(sent["params"]["stop_token_ids"]) and gen.eos_ids
+    hf = HFTextGenerator(resolve_model(folder), LoadOptions(device="cpu"))
+    assert gen.chat == hf.chat and [gen.render(p) for p in prompts] == [hf.render(p) for p in prompts]
+    assert sent["prompts"] == [hf._encode(*hf._rendered(p)) for p in prompts]  # the same token ids
+    diag = gen.diagnostics()
+    assert (diag["generated"], diag["new_tokens"], diag["answers_at_token_limit"]) == (2, 6, 1)
+    assert gen.identity()["decoding"] == "greedy" and gen.identity()["backend"] == "vllm"
+    gen.close()
+    with pytest.raises(ConfigError, match="data-parallel"):
+        VLLMTextGenerator(spec, data_parallel_size=2)
+
+
+@pytest.mark.slow
+def test_vllm_cpu_listwise_answers_match_hf_greedy(smollm2_folder):
+    """The same prompts through vLLM's and HF's greedy decoding (fp32 both): the same answers
+    (allowing a rare near-tie token to flip)."""
+    import recbench
+    from recbench.models import resolve_model
+    from recbench.scorers.hf_common import LoadOptions
+    from recbench.scorers.hf_generate import HFTextGenerator
+    from recbench.scorers.vllm_generate import VLLMTextGenerator
+
+    demo = recbench.load_scenario("demo", task="seqrec")
+    texts = demo.item_text()
+    prompts = []
+    for row in demo.test.head(8).itertuples():
+        shown = ", ".join(f"[{chr(65 + k)}] {texts[i]}" for k, i in enumerate(row.candidates[:5]))
+        prompts.append(f"The user liked: {'; '.join(texts[h] for h in row.history[-5:])}.\n"
+                       f"Rank the candidates {shown} from most to least likely. Answer with the letters only.")
+    gen = VLLMTextGenerator(resolve_model(f"vllm:{smollm2_folder}"), dtype="float32", engine_args=ENGINE)
+    try:
+        vl = gen.generate(prompts, 24)
+        diag = gen.diagnostics()
+    finally:
+        gen.close()
+    hf = HFTextGenerator(resolve_model(str(smollm2_folder)), LoadOptions(device="cpu", dtype="float32"))
+    ref = hf.generate(prompts, 24)
+    hf.close()
+    same = sum(a == b for a, b in zip(vl, ref))
+    print(f"{same}/{len(prompts)} answers identical; vLLM {vl[:2]}, HF {ref[:2]}")
+    assert diag["generated"] == len(prompts) and all(isinstance(t, str) for t in vl)
+    assert same >= len(prompts) - 1

@@ -23,6 +23,7 @@ BACKENDS: Dict[Tuple[str, str], str] = {
     ("openai", "logits"): "recbench.scorers.api.generative:OpenAIGenerativeScorer",
     ("openai", "embedding"): "recbench.scorers.api.embedding:OpenAIEmbeddingScorer",
     ("vllm", "logits"): "recbench.scorers.vllm:VLLMGenerativeScorer",
+    ("vllm", "generation"): "recbench.scorers.vllm_generate:VLLMTextGenerator",
     ("dummy", "logits"): "recbench.scorers.dummy:DummyGenerativeScorer",
     ("dummy", "embedding"): "recbench.scorers.dummy:DummyEmbeddingScorer",
     ("hf", "generation"): "recbench.scorers.hf_generate:HFTextGenerator",

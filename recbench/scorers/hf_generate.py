@@ -34,6 +34,23 @@ from .hf_common import (
 NOT_CAUSAL = ("masked", "encoder", "sentence-transformers")
 
 
+def render_generation(tokenizer, prompt: str, chat: bool, model_name: str) -> Tuple[str, List[Tuple[int, int]]]:
+    """The text a generating model sees for `prompt` (one user turn of its chat template when
+    `chat`), and the span of the prompt's own text in it (the data). Shared with vLLM."""
+    if not chat:
+        return prompt, [(0, len(prompt))]
+    full = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                         add_generation_prompt=True)
+    at = full.find(prompt)
+    if at < 0:  # a chat template that edits the text
+        pat = special_pattern(tokenizer)
+        if pat is not None and pat.search(prompt):
+            raise ModelError(f"the chat template of model '{model_name}' rewrites the prompt, so item text "
+                             "holding special-token strings cannot be kept plain text; run with --no-chat-template")
+        return full, []
+    return full, [(at, at + len(prompt))]
+
+
 class HFTextGenerator(TextGenerator):
     backend = "hf"
 
@@ -139,19 +156,7 @@ class HFTextGenerator(TextGenerator):
         return self._rendered(prompt)[0]
 
     def _rendered(self, prompt: str) -> Tuple[str, List[Tuple[int, int]]]:
-        """The text the model sees, and the span of the prompt's own text in it (the data)."""
-        if not self.chat:
-            return prompt, [(0, len(prompt))]
-        full = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                                  add_generation_prompt=True)
-        at = full.find(prompt)
-        if at < 0:  # a chat template that edits the text
-            pat = special_pattern(self.tokenizer)
-            if pat is not None and pat.search(prompt):
-                raise ModelError(f"the chat template of model '{self.spec.name}' rewrites the prompt, so item text "
-                                 "holding special-token strings cannot be kept plain text; run with --no-chat-template")
-            return full, []
-        return full, [(at, at + len(prompt))]
+        return render_generation(self.tokenizer, prompt, self.chat, self.spec.name)
 
     def _encode(self, text: str, data: Sequence[Tuple[int, int]] = ()) -> List[int]:
         # chat templates carry their own special tokens; the data spans are plain text

