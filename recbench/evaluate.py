@@ -227,6 +227,7 @@ class RecBench:
                             catalogue=task.catalogue(samples) if scheme.ranks_catalogue else None)
         if cfg.dry_run:
             return ScenarioRun(sc.name, {}, {"dry_run": self._dry_run(ctx), "timings": {}})
+        loaded_before = scorer.weights_load_s
         t0 = time.perf_counter()
         if self.shard.active:
             # this process's share first; then rank 0 reads every rank's scores from the cache
@@ -242,7 +243,9 @@ class RecBench:
         else:
             out = scheme.score(ctx)
             counters = scorer.efficiency_counters()
-        score_s = time.perf_counter() - t0
+        lazy_load_s = scorer.weights_load_s - loaded_before  # weights load when a request first needs them
+        score_s = time.perf_counter() - t0 - lazy_load_s
+        model_load_s = self.model_load_s + lazy_load_s
         diag = scorer.diagnostics()
         binary = bool(diag.get("binary"))
         metrics = task.metrics(samples, out.scores, probabilities=scheme.probabilities and not binary,
@@ -270,9 +273,10 @@ class RecBench:
             "identity": identity,
             "settings": cfg.public(),
             "timings": {"score_s": round(score_s, 3), "requests": out.requests, "cached": out.cached,
-                        "computed": out.computed, "model_load_s": round(self.model_load_s, 3), **out.counts},
+                        "computed": out.computed, "model_load_s": round(model_load_s, 3),
+                        "weights_loaded": scorer.weights_loaded, **out.counts},
             "efficiency": measure(wall_s=time.perf_counter() - t_start, score_s=score_s,
-                                  model_load_s=self.model_load_s, pairs=int(np.isfinite(out.scores).sum()),
+                                  model_load_s=model_load_s, pairs=int(np.isfinite(out.scores).sum()),
                                   computed=out.computed, counters=counters, world_size=self.shard.world).as_dict(),
             "packages": package_versions(),
             "created": utc_now(),

@@ -18,6 +18,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def _private_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own cache so that no test sees another's processed splits."""
     monkeypatch.setenv("RECBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+    # converted model weights (a GGUF de-quantised once) are shared by the whole session
+    monkeypatch.setenv("RECBENCH_MODEL_CACHE", str(tmp_path_factory.getbasetemp() / "models"))
     monkeypatch.delenv("RECBENCH_DATA", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
 

@@ -8,7 +8,7 @@ import pytest
 
 from recbench.errors import ConfigError, ModelError
 from recbench.models import resolve_model
-from recbench.prompts import PromptBuilder, Template
+from recbench.prompts import PromptBuilder, PromptRequest, Template
 from recbench.scorers.hf_common import LoadOptions
 from recbench.scorers.hf_embedding import HFEmbeddingScorer
 from recbench.scorers.hf_generative import HFGenerativeScorer, derive_label_tokens
@@ -223,3 +223,33 @@ def test_library_noise_is_filtered_and_nothing_else():
                       "modified.", UserWarning)
         warnings.warn("something the user should see", UserWarning)
     assert [str(w.message) for w in caught] == ["something the user should see"]
+
+
+def test_fully_cached_rerun_loads_no_weights(tiny_models, tmp_path, monkeypatch):
+    """The weights load when a request first needs them: a rerun served from the score cache
+    never loads them, and reports the same metrics; a cold run loads them once."""
+    import recbench.scorers.hf_generative as hfg
+    from recbench.evaluate import RecBench
+
+    loads = []
+    real = hfg.load_pretrained
+    monkeypatch.setattr(hfg, "load_pretrained", lambda *a, **k: loads.append(1) or real(*a, **k))
+    common = dict(model=str(tiny_models["llama"]), scenarios="demo", limit=30, output_dir=str(tmp_path / "out"),
+                  cache_dir=str(tmp_path / "c"), progress=False)
+    first = RecBench(**common)
+    table = first.evaluate()
+    assert len(loads) == 1 and first.runs[0].meta["timings"]["weights_loaded"] is True
+    assert first.runs[0].meta["timings"]["computed"] == 30
+    again = RecBench(**common)
+    rerun = again.evaluate()
+    assert len(loads) == 1  # not loaded again
+    timings = again.runs[0].meta["timings"]
+    assert (timings["computed"], timings["weights_loaded"]) == (0, False)
+    assert rerun.loc[0, "gauc"] == table.loc[0, "gauc"]
+    # the identity (the cache key) is the same with or without the weights in memory
+    scorer = HFGenerativeScorer(resolve_model(str(tiny_models["llama"])), LoadOptions(device="cpu"))
+    lazy = scorer.identity()
+    assert not scorer.weights_loaded and len(loads) == 1
+    scorer.score([PromptRequest("User behavior sequence:\n(1) A\n", "Candidate item: B\nAnswer (Yes/No):")])
+    assert scorer.weights_loaded and len(loads) == 2 and scorer.identity() == lazy
+    assert scorer.efficiency_counters()["parameters"] > 0

@@ -47,3 +47,42 @@ def test_smollm2_generative_beats_random_on_demo(tmp_path):
     scores = bench.runs[0].samples["score"]
     assert scores.between(0, 1).all() and scores.nunique() > 75  # unrounded: no ties from rounding
     assert table.loc[0, "gauc"] > 0.55
+
+
+@needs_smollm2
+def test_gguf_is_dequantised_once_then_loaded_from_its_safetensors_copy(tmp_path, monkeypatch):
+    """The first load converts the GGUF and keeps the tensors (and tokenizer, config) under the
+    model cache; the next loads read that copy: the same tensors, the same token ids, and the
+    same identity (cache keys)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from recbench.models import resolve_model
+    from recbench.scorers.hf_common import LoadOptions, load_config, load_pretrained, load_tokenizer
+    from recbench.scorers.hf_generative import HFGenerativeScorer
+
+    monkeypatch.setenv("RECBENCH_MODEL_CACHE", str(tmp_path / "models"))
+    spec = resolve_model("smollm2-135m")
+    sources = []
+
+    class Recording:
+        @classmethod
+        def from_pretrained(cls, source, **kw):
+            sources.append(str(source))
+            return AutoModelForCausalLM.from_pretrained(source, **kw)
+
+    opts = LoadOptions(device="cpu", dtype="float32")
+    tok_gguf = load_tokenizer(spec, opts)  # from the GGUF: also keeps tokenizer + config
+    cold, _ = load_pretrained(Recording, spec, opts, progress=False)
+    warm, _ = load_pretrained(Recording, spec, opts, progress=False)
+    assert sources[0] == spec.model_id and sources[1].startswith(str(tmp_path / "models"))
+    a, b = cold.state_dict(), warm.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    folders = sorted(p.name for p in (tmp_path / "models").iterdir())
+    assert [f.rsplit("-", 1)[1] for f in folders] == ["float32", "meta"]
+    tok_copy = load_tokenizer(spec, opts)
+    text = "User behavior: <|im_start|> Das Boot (1981), café 😀"
+    assert tok_copy(text)["input_ids"] == tok_gguf(text)["input_ids"]
+    assert tok_copy.chat_template == tok_gguf.chat_template
+    assert load_config(spec, opts).max_position_embeddings == cold.config.max_position_embeddings
+    assert HFGenerativeScorer(spec, opts).identity()["revision"].startswith("gguf:")

@@ -74,6 +74,7 @@ def run(args) -> int:
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     for r in bench.runs:
         t = r.meta["timings"]
-        print(f"{r.scenario}: {t['requests']} requests, {t['cached']} from the cache, {t['computed']} computed")
+        note = "; the model's weights were not loaded" if t.get("weights_loaded") is False else ""
+        print(f"{r.scenario}: {t['requests']} requests, {t['cached']} from the cache, {t['computed']} computed{note}")
         print(f"results: {r.path}")
     return 0

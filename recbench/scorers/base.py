@@ -33,6 +33,10 @@ class Scorer(ABC):
     supports_dry_run: ClassVar[bool] = False  # cost estimates without sending (API backends)
     concurrency: int = 1  # requests the backend works on at once (the runner sizes its chunks by it)
     adapter_info: Optional[Dict] = None  # the LoRA adapter applied, for the results
+    # backends that load weights only when a request first needs them (a rerun served from the
+    # score cache loads none) count the seconds that took here, and say whether they did
+    weights_load_s: float = 0.0
+    weights_loaded: bool = True
 
     @classmethod
     @abstractmethod

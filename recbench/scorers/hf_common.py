@@ -187,10 +187,51 @@ def load_tokenizer(spec: ModelSpec, opts: LoadOptions):
         kw["revision"] = spec.revision
     if spec.gguf_file:
         kw["gguf_file"] = spec.gguf_file
+        meta = gguf_meta_folder(spec)
+        if meta is not None and (meta / "config.json").is_file():
+            from transformers import AutoTokenizer as Auto
+
+            return Auto.from_pretrained(meta, local_files_only=True)
     try:
-        return AutoTokenizer.from_pretrained(spec.model_id, **kw)
+        tokenizer = AutoTokenizer.from_pretrained(spec.model_id, **kw)
     except (OSError, ValueError) as exc:
         raise ModelError(_load_hint(spec, exc)) from None
+    if spec.gguf_file:
+        _save_gguf_meta(spec, opts, tokenizer)
+    return tokenizer
+
+
+def gguf_meta_folder(spec: ModelSpec) -> Optional[Path]:
+    """Where a GGUF model's tokenizer and config are kept once read (reading them from the GGUF
+    parses its whole vocabulary: seconds each time), keyed by the file's content fingerprint."""
+    path = Path(spec.model_id).expanduser()
+    if not spec.gguf_file or not (path / spec.gguf_file).is_file():
+        return None
+    from ..fingerprint import fingerprint
+
+    return model_cache_dir() / f"gguf-{fingerprint(path, spec.gguf_file)[:24]}-meta"
+
+
+def _save_gguf_meta(spec: ModelSpec, opts: LoadOptions, tokenizer) -> None:
+    """Tokenizer and config of a GGUF model, saved for the next load (best effort)."""
+    import shutil
+    import tempfile
+
+    folder = gguf_meta_folder(spec)
+    if folder is None or folder.exists():
+        return
+    try:
+        config = _config_from_source(spec, opts)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+        tokenizer.save_pretrained(tmp)
+        config.save_pretrained(tmp)  # written last: its presence marks a complete folder
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process published it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except (OSError, ValueError, TypeError, AttributeError, ModelError):
+        pass
 
 
 def _load_hint(spec: ModelSpec, exc: Exception) -> str:
@@ -283,20 +324,133 @@ def count_plain(tokenizer, text: str) -> int:
     return len(encode_plain(tokenizer, text, [(0, len(text))], True))
 
 
-def load_pretrained(auto_cls, spec: ModelSpec, opts: LoadOptions):
-    """Load weights with the right dtype/device; returns (model, device)."""
+def model_cache_dir() -> Path:
+    """Where converted weights are kept: $RECBENCH_MODEL_CACHE, else <recbench cache>/models."""
+    env = os.environ.get("RECBENCH_MODEL_CACHE")
+    if env:
+        return Path(env).expanduser()
+    from ..scenarios.cache import default_cache_dir
+
+    return default_cache_dir() / "models"
+
+
+def gguf_copy_folder(spec: ModelSpec, kw: dict) -> Optional[Path]:
+    """The folder of a GGUF model's de-quantised weights (safetensors), keyed by the GGUF file's
+    content fingerprint and the dtype; None where no copy applies (not GGUF, quantized, placed
+    by a device map)."""
+    if not spec.gguf_file or "quantization_config" in kw or "device_map" in kw:
+        return None
+    path = Path(spec.model_id).expanduser()
+    if not (path / spec.gguf_file).is_file():
+        return None
+    from ..fingerprint import fingerprint
+
+    dtype = str(kw.get("dtype")).replace("torch.", "")
+    return model_cache_dir() / f"gguf-{fingerprint(path, spec.gguf_file)[:24]}-{dtype}"
+
+
+def _save_gguf_copy(model, folder: Path) -> None:
+    """Save de-quantised weights for the next load (best effort: a full disk only costs time)."""
+    import shutil
+    import tempfile
+
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+        quantizer = getattr(model, "hf_quantizer", None)
+        config_q = getattr(model.config, "quantization_config", None)
+        model.hf_quantizer = None  # the weights are plain tensors now; GGUF configs refuse to save otherwise
+        if config_q is not None:
+            del model.config.quantization_config
+        try:
+            model.save_pretrained(tmp)  # safetensors (transformers 5 writes nothing else)
+        finally:
+            model.hf_quantizer = quantizer
+            if config_q is not None:
+                model.config.quantization_config = config_q
+        try:
+            os.replace(tmp, folder)  # atomic: complete or absent
+        except OSError:  # another process published it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+
+
+def load_pretrained(auto_cls, spec: ModelSpec, opts: LoadOptions, progress: bool = True):
+    """Load weights with the right dtype/device; returns (model, device).
+
+    A GGUF file is de-quantised once: the result is kept as safetensors under
+    `model_cache_dir()` (keyed by the file's content and the dtype) and loaded from there next
+    time (seconds instead of minutes, the same tensors)."""
     device = pick_device(opts.device)
     kw = model_kwargs(spec, opts, device)
     if hub_copy_only(spec):
         kw["local_files_only"] = True
+    copy = gguf_copy_folder(spec, kw)
     try:
-        model = auto_cls.from_pretrained(spec.model_id, **kw)
+        with _progress_bars(progress):
+            if copy is not None and (copy / "config.json").is_file():
+                model = auto_cls.from_pretrained(copy, dtype=kw["dtype"], trust_remote_code=opts.trust_remote_code,
+                                                 use_safetensors=True, local_files_only=True)
+            else:
+                model = auto_cls.from_pretrained(spec.model_id, **kw)
+                if copy is not None:
+                    _save_gguf_copy(model, copy)
     except (OSError, ValueError) as exc:
         raise ModelError(_load_hint(spec, exc)) from None
     if "device_map" not in kw:
         model.to(device)
     model.eval()
     return model, device
+
+
+class _progress_bars:
+    """transformers' own progress bars (GGUF conversion, shard loading) only when wanted."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.was = True
+
+    def __enter__(self):
+        from transformers.utils import logging as hf_logging
+
+        self.was = hf_logging.is_progress_bar_enabled()
+        if not self.enabled:
+            hf_logging.disable_progress_bar()
+        return self
+
+    def __exit__(self, *exc):
+        from transformers.utils import logging as hf_logging
+
+        if self.was:
+            hf_logging.enable_progress_bar()
+        return False
+
+
+def load_config(spec: ModelSpec, opts: LoadOptions):
+    """The model's config without its weights (context size, commit hash)."""
+    meta = gguf_meta_folder(spec) if spec.gguf_file else None
+    if meta is not None and (meta / "config.json").is_file():
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(meta, local_files_only=True)
+    return _config_from_source(spec, opts)
+
+
+def _config_from_source(spec: ModelSpec, opts: LoadOptions):
+    from transformers import AutoConfig
+
+    kw: dict = {"trust_remote_code": opts.trust_remote_code}
+    if spec.revision:
+        kw["revision"] = spec.revision
+    if spec.gguf_file:
+        kw["gguf_file"] = spec.gguf_file
+    if hub_copy_only(spec):
+        kw["local_files_only"] = True
+    try:
+        return AutoConfig.from_pretrained(spec.model_id, **kw)
+    except (OSError, ValueError) as exc:
+        raise ModelError(_load_hint(spec, exc)) from None
 
 
 def context_limit(model, tokenizer, opts: LoadOptions, default: int = 2048) -> int:

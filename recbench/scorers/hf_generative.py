@@ -14,8 +14,10 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ModelError
@@ -28,10 +30,13 @@ from .hf_common import (
     count_plain,
     encode_plain,
     is_oom,
+    load_config,
     load_pretrained,
     load_tokenizer,
     model_revision,
     parse_batch_size,
+    pick_device,
+    pick_dtype,
     special_pattern,
     torch_module,
 )
@@ -144,23 +149,31 @@ class HFGenerativeScorer(GenerativeScorer):
         adapter: Optional[str] = None,
         model=None,
         tokenizer=None,
+        progress: bool = True,
     ):
         self.spec = spec
         self.options = options or LoadOptions()
         self.torch = torch_module()
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec, self.options)
         self.masked = spec.kind == "masked"
+        self._progress = progress
+        self._config_only = None
+        self.weights_load_s = 0.0
+        self._model = model
         if model is None:
             from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
-            auto = AutoModelForMaskedLM if self.masked else AutoModelForCausalLM
-            try:
-                model, self.device = load_pretrained(auto, spec, self.options)
-            except ValueError as exc:  # e.g. an encoder-only config for a causal LM
-                raise ModelError(f"model '{spec.name}' cannot serve the generative scheme: {exc}") from None
+            self._auto = AutoModelForMaskedLM if self.masked else AutoModelForCausalLM
+            self.device = pick_device(self.options.device)
+            # the weights load when a request needs them: a rerun served from the score cache
+            # never loads them (adapters and quantized loading need the model at once)
+            if adapter or self.options.quantization or self.options.device_map:
+                self._load()
+            else:
+                self._check_architecture()
         else:
             self.device = str(next(model.parameters()).device)
-        self.model = model
+            self._inspect_forward()
         self.chat = bool(chat_template)
         if self.chat and not getattr(self.tokenizer, "chat_template", None):
             raise ModelError(f"--chat-template asked for, but model '{spec.name}' has no chat template")
@@ -173,12 +186,8 @@ class HFGenerativeScorer(GenerativeScorer):
         self.batch_size, self.auto_batch = parse_batch_size(batch_size)
         if self.auto_batch and str(self.device).startswith("cuda"):
             self.batch_size = 64
-        self._limit = context_limit(self.model, self.tokenizer, self.options)
-        params = inspect.signature(self.model.forward).parameters
-        self._takes_keep = "logits_to_keep" in params
-        self._takes_pos = "position_ids" in params
-        # transformers 5.x names the KV cache argument `cache` (`past_key_values` warns, then goes)
-        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        self._limit = context_limit(self._model if self._model is not None else self._config_holder(),
+                                    self.tokenizer, self.options)
         pad = self.tokenizer.pad_token_id
         if pad is None:
             pad = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
@@ -192,17 +201,71 @@ class HFGenerativeScorer(GenerativeScorer):
     @classmethod
     def from_run(cls, spec: ModelSpec, run) -> "HFGenerativeScorer":
         return cls(spec, LoadOptions.from_run(run), batch_size=run.batch_size, chat_template=run.chat_template,
-                   prefix_reuse=run.prefix_reuse, adapter=run.adapter)
+                   prefix_reuse=run.prefix_reuse, adapter=run.adapter, progress=run.progress)
+
+    # -- the weights, loaded when first needed ----------------------------------------------
+    @property
+    def model(self):
+        if self._model is None:
+            self._load()
+        return self._model
+
+    @model.setter
+    def model(self, value) -> None:
+        self._model = value
+
+    @property
+    def weights_loaded(self) -> bool:
+        return self._model is not None
+
+    def _load(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._model, self.device = load_pretrained(self._auto, self.spec, self.options, progress=self._progress)
+        except ValueError as exc:  # e.g. an encoder-only config for a causal LM
+            raise ModelError(f"model '{self.spec.name}' cannot serve the generative scheme: {exc}") from None
+        self._inspect_forward()
+        self.weights_load_s += time.perf_counter() - t0
+
+    def _inspect_forward(self) -> None:
+        params = inspect.signature(self._model.forward).parameters
+        self._takes_keep = "logits_to_keep" in params
+        self._takes_pos = "position_ids" in params
+        # transformers 5.x names the KV cache argument `cache` (`past_key_values` warns, then goes)
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+
+    def _config_holder(self):
+        """An object with the model's `config` (read without the weights)."""
+        if self._config_only is None:
+            self._config_only = SimpleNamespace(config=load_config(self.spec, self.options))
+        return self._config_only
+
+    def _check_architecture(self) -> None:
+        """Refuse at once a config this kind of model cannot load (e.g. an encoder for a causal LM)."""
+        config = self._config_holder().config
+        mapping = getattr(self._auto, "_model_mapping", None)
+        try:
+            known = mapping is None or type(config) in mapping.keys() or bool(getattr(config, "auto_map", None))
+        except (AttributeError, TypeError):
+            known = True
+        if not known:
+            raise ModelError(f"model '{self.spec.name}' cannot serve the generative scheme: its "
+                             f"{type(config).__name__} is not a {'masked' if self.masked else 'causal'} LM")
+
+    def _dtype_name(self) -> str:
+        if self._model is not None:
+            return str(next(self._model.parameters()).dtype).replace("torch.", "")
+        return str(pick_dtype(self.options.dtype, str(self.device))).replace("torch.", "")
 
     # -- description ----------------------------------------------------------------------
     def identity(self) -> Dict:
         return {
             "model": self.spec.name,
             "model_id": self.spec.public_id,
-            "revision": model_revision(self.model, self.spec),
+            "revision": model_revision(self._model if self._model is not None else self._config_holder(), self.spec),
             "backend": self.backend,
             "kind": "masked" if self.masked else "causal",
-            "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
+            "dtype": self._dtype_name(),
             "chat_template": self.chat,
             "labels": self.labels.as_dict(),
             "adapter": (self.adapter_info or {}).get("hash"),
@@ -223,8 +286,9 @@ class HFGenerativeScorer(GenerativeScorer):
         self._tokens = {"in_prompts": 0, "processed": 0}
 
     def efficiency_counters(self) -> Dict:
-        return {"device": str(self.device), "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
-                "parameters": int(sum(p.numel() for p in self.model.parameters())),
+        loaded = self._model is not None  # a run served from the cache loads no weights
+        return {"device": str(self.device), "dtype": self._dtype_name(),
+                "parameters": int(sum(p.numel() for p in self._model.parameters())) if loaded else None,
                 "tokens_in_prompts": self._tokens["in_prompts"], "tokens_processed": self._tokens["processed"]}
 
     def diagnostics(self) -> Dict:
@@ -318,6 +382,8 @@ class HFGenerativeScorer(GenerativeScorer):
 
     def _run(self, fn, prefix_ids, seqs: List[List[int]]) -> List[Tuple[float, float]]:
         """Batches of `seqs` through fn, halving the batch on out-of-memory when auto."""
+        if seqs and self._model is None:
+            self._load()
         results: List[Tuple[float, float]] = []
         start = 0
         while start < len(seqs):
@@ -438,4 +504,4 @@ class HFGenerativeScorer(GenerativeScorer):
 
     def close(self) -> None:
         self._prefix_cache.clear()
-        self.model = None
+        self._model = None
