@@ -92,6 +92,21 @@ def _default_text(f: Field) -> str:
     return f" (default: {f.default})"
 
 
+def cli_type(cls, f: Field) -> Callable[[str], Any]:
+    """The parser of a field's CLI string: its declared type=, else one for its annotation."""
+    parse = f.metadata.get("type")
+    if parse is not None:
+        return parse
+    tp, _ = _unwrap(_hints(cls)[f.name])
+    if tp in (int, float, str):
+        return tp
+    if tp == Union[int, str]:
+        return int_or_auto
+    if typing.get_origin(tp) in (list, List):
+        return split_list
+    raise TypeError(f"setting {cls.__name__}.{f.name} needs an explicit type= parser")
+
+
 def add_arguments(parser: argparse.ArgumentParser, cls, *, exclude: Iterable[str] = (),
                   include: Optional[Iterable[str]] = None, groups: Optional[Dict[str, str]] = None,
                   defaults: Optional[Dict[str, Any]] = None) -> None:
@@ -128,17 +143,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls, *, exclude: Iterable[str
                 target.add_argument(flag_name(f), dest=f.name, action="store_true", default=None, help=help_text)
             continue
         kwargs: Dict[str, Any] = {"dest": f.name, "default": None, "help": help_text + _default_text(f)}
-        parse = f.metadata.get("type")
-        if parse is None:
-            if tp in (int, float, str):
-                parse = tp
-            elif tp == Union[int, str]:
-                parse = int_or_auto
-            elif typing.get_origin(tp) in (list, List):
-                parse = split_list
-            else:
-                raise TypeError(f"setting {cls.__name__}.{f.name} needs an explicit type= parser")
-        kwargs["type"] = parse
+        kwargs["type"] = cli_type(cls, f)
         choices = choices_of(f)
         if choices is not None:
             kwargs["choices"] = choices

@@ -21,7 +21,11 @@ then evaluate the adapter with the zero-shot machinery:
 
 
 def register(sub) -> None:
+    from ..settings import choices_of, cli_type, flag_name
+    from ..sft import config as sft_config
     from ..sft.config import cli_fields
+
+    SFTConfig = sft_config.SFTConfig
     from .custom_options import add_custom_options
     from .zero_shot import add_model_options
 
@@ -38,30 +42,22 @@ def register(sub) -> None:
     add_model_options(p)
     p.add_argument("--train", required=True, help="training scenarios, comma-separated (e.g. mind,goodreads)")
     p.add_argument("--valid", help="validation scenarios (default: the training ones)")
-    groups = {
-        "data": ("scheme", "output_dir", "raw_dir", "data_seed", "num_finetune", "max_train_samples",
-                 "max_valid_samples", "template", "strict"),
-        "LoRA": ("lora_r", "lora_alpha", "lora_dropout", "target_modules", "lora_layers"),
-    }
-    g_data = p.add_argument_group("data and prompts")
-    g_lora = p.add_argument_group("LoRA")
-    g_opt = p.add_argument_group("training")
-    for f in cli_fields():
+    groups = {"data": p.add_argument_group("data and prompts"), "LoRA": p.add_argument_group("LoRA"),
+              "training": p.add_argument_group("training")}
+    g_data, g_opt = groups["data"], groups["training"]
+    for f in cli_fields():  # each SFTConfig field's declaration (recbench.settings.setting)
         meta = f.metadata
-        group = g_data if f.name in groups["data"] else g_lora if f.name in groups["LoRA"] else g_opt
-        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
         kw = {"dest": f.name, "help": meta["help"]}
         if isinstance(f.default, bool):
             kw["action"] = "store_true"
         else:
             kw["default"] = f.default
-            if meta.get("type") is not None:
-                kw["type"] = meta["type"]
-            if meta.get("choices"):
-                kw["choices"] = list(meta["choices"])
+            kw["type"] = cli_type(SFTConfig, f)
+            if choices_of(f):
+                kw["choices"] = choices_of(f)
             if meta.get("metavar"):
                 kw["metavar"] = meta["metavar"]
-        group.add_argument(flag, **kw)
+        groups[meta.get("group") or "training"].add_argument(flag_name(f), **kw)
     chat = g_data.add_mutually_exclusive_group()
     chat.add_argument("--chat-template", dest="chat_template", action="store_true", default=None,
                       help="wrap prompts in the model's chat template (default: the alias's choice, as zero-shot; "
