@@ -79,7 +79,7 @@ def test_gguf_is_dequantised_once_then_loaded_from_its_safetensors_copy(tmp_path
     a, b = cold.state_dict(), warm.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     folders = sorted(p.name for p in (tmp_path / "models").iterdir())
-    assert [f.rsplit("-", 1)[1] for f in folders] == ["float32", "meta"]
+    assert [f.split("-", 2)[2] for f in folders] == ["Recording-float32", "meta"]  # class-specific copy
     tok_copy = load_tokenizer(spec, opts)
     text = "User behavior: <|im_start|> Das Boot (1981), café 😀"
     assert tok_copy(text)["input_ids"] == tok_gguf(text)["input_ids"]

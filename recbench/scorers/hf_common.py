@@ -334,9 +334,10 @@ def model_cache_dir() -> Path:
     return default_cache_dir() / "models"
 
 
-def gguf_copy_folder(spec: ModelSpec, kw: dict) -> Optional[Path]:
+def gguf_copy_folder(spec: ModelSpec, kw: dict, head: str = "") -> Optional[Path]:
     """The folder of a GGUF model's de-quantised weights (safetensors), keyed by the GGUF file's
-    content fingerprint and the dtype; None where no copy applies (not GGUF, quantized, placed
+    content fingerprint, the model class loaded (`head`: a causal LM and a bare encoder keep
+    different tensors) and the dtype; None where no copy applies (not GGUF, quantized, placed
     by a device map)."""
     if not spec.gguf_file or "quantization_config" in kw or "device_map" in kw:
         return None
@@ -346,7 +347,7 @@ def gguf_copy_folder(spec: ModelSpec, kw: dict) -> Optional[Path]:
     from ..fingerprint import fingerprint
 
     dtype = str(kw.get("dtype")).replace("torch.", "")
-    return model_cache_dir() / f"gguf-{fingerprint(path, spec.gguf_file)[:24]}-{dtype}"
+    return model_cache_dir() / f"gguf-{fingerprint(path, spec.gguf_file)[:24]}-{head or 'model'}-{dtype}"
 
 
 def _save_gguf_copy(model, folder: Path) -> None:
@@ -386,7 +387,7 @@ def load_pretrained(auto_cls, spec: ModelSpec, opts: LoadOptions, progress: bool
     kw = model_kwargs(spec, opts, device)
     if hub_copy_only(spec):
         kw["local_files_only"] = True
-    copy = gguf_copy_folder(spec, kw)
+    copy = gguf_copy_folder(spec, kw, getattr(auto_cls, "__name__", ""))
     try:
         with _progress_bars(progress):
             if copy is not None and (copy / "config.json").is_file():
