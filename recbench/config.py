@@ -171,8 +171,8 @@ class RunConfig:
         """The declaration of one of these settings, for another config that shares it (SFT)."""
         f = next(f for f in fields(cls) if f.name == name)
         meta = dict(f.metadata)
+        meta.pop("group", None)  # the other config's CLI groups differ; pass group= to place it
         default = changes.pop("default", f.default)
         meta.update(changes)
-        meta.pop("group", None)
         return field(default=default, metadata=meta)
 

@@ -1,7 +1,7 @@
 """`recbench sft`: LoRA fine-tuning on the scenarios' fine-tuning sets (PROTOCOL §7).
 
-The options come from the SFTConfig fields (one list, in recbench/sft/config.py) plus the
-model-loading options shared with `zero-shot`. Multi-GPU: `accelerate launch -m recbench sft ...`.
+The options are the SFTConfig fields (declared once in recbench/sft/config.py, built with
+`settings.add_arguments`) plus the model-loading options shared with `zero-shot`. Multi-GPU: `accelerate launch -m recbench sft ...`.
 """
 
 from __future__ import annotations
@@ -21,11 +21,8 @@ then evaluate the adapter with the zero-shot machinery:
 
 
 def register(sub) -> None:
-    from ..settings import choices_of, cli_type, flag_name
+    from ..settings import add_arguments
     from ..sft import config as sft_config
-    from ..sft.config import cli_fields
-
-    SFTConfig = sft_config.SFTConfig
     from .custom_options import add_custom_options
     from .zero_shot import add_model_options
 
@@ -39,54 +36,27 @@ def register(sub) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_model_options(p)
+    add_model_options(p)  # --model and RunConfig's model-loading flags (SFTConfig shares those fields)
     p.add_argument("--train", required=True, help="training scenarios, comma-separated (e.g. mind,goodreads)")
     p.add_argument("--valid", help="validation scenarios (default: the training ones)")
-    groups = {"data": p.add_argument_group("data and prompts"), "LoRA": p.add_argument_group("LoRA"),
-              "training": p.add_argument_group("training")}
-    g_data, g_opt = groups["data"], groups["training"]
-    for f in cli_fields():  # each SFTConfig field's declaration (recbench.settings.setting)
-        meta = f.metadata
-        kw = {"dest": f.name, "help": meta["help"]}
-        if isinstance(f.default, bool):
-            kw["action"] = "store_true"
-        else:
-            kw["default"] = f.default
-            kw["type"] = cli_type(SFTConfig, f)
-            if choices_of(f):
-                kw["choices"] = choices_of(f)
-            if meta.get("metavar"):
-                kw["metavar"] = meta["metavar"]
-        groups[meta.get("group") or "training"].add_argument(flag_name(f), **kw)
-    chat = g_data.add_mutually_exclusive_group()
-    chat.add_argument("--chat-template", dest="chat_template", action="store_true", default=None,
-                      help="wrap prompts in the model's chat template (default: the alias's choice, as zero-shot; "
-                      "evaluate with the same setting)")
-    chat.add_argument("--no-chat-template", dest="chat_template", action="store_false", help="send raw prompts")
-    g_opt.add_argument("--no-resume", action="store_true", help="discard an interrupted run of this config")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_arguments(p, sft_config.SFTConfig, groups=sft_config.GROUPS)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_custom_options(p)
     p.set_defaults(func=run)
 
 
 def config_from_args(args):
-    """argparse namespace -> SFTConfig."""
-    from ..sft.config import SFTConfig, cli_fields
-
+    """argparse namespace -> SFTConfig (a flag not given keeps the field's default)."""
+    from ..settings import from_namespace
+    from ..sft import config as sft_config
     from .custom_options import custom_options, custom_raw_dir
 
-    values = {f.name: getattr(args, f.name) for f in cli_fields()}
+    overrides = {}
     custom = custom_options(args)
     if custom:  # the custom scenario's tables, named on the command line
-        values["scenario_options"] = {"custom": custom}
-        values["raw_dir"] = custom_raw_dir(custom, values.get("raw_dir"))
-    return SFTConfig(
-        model=args.model, train=args.train, valid=args.valid, batch_size=args.batch_size,
-        max_length=args.max_length, chat_template=args.chat_template, quantization=args.quantization, dtype=args.dtype, device=args.device,
-        device_map=args.device_map, trust_remote_code=args.trust_remote_code, revision=args.revision,
-        resume=not args.no_resume, progress=not args.quiet, **values,
-    )
+        overrides["scenario_options"] = {"custom": custom}
+        overrides["raw_dir"] = custom_raw_dir(custom, getattr(args, "raw_dir", None))
+    return from_namespace(sft_config.SFTConfig, args, **overrides)
 
 
 def run(args) -> int:
