@@ -20,7 +20,7 @@ import copy
 import math
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -125,35 +125,36 @@ class DeepRecommender(Recommender):
             return self._fit(data)
 
     def _fit(self, data: FitData) -> FitReport:
+        """The one training loop of every torch-rechub model: Adam, shuffled batches of the
+        subclass's examples (`training_examples`, `batch_loss`), validation gauc every epoch,
+        early stopping with patience, the best epoch kept."""
         torch = require("torch", "baselines", "the deep baselines")
-        import torch.nn.functional as F
 
         cfg = self.config
         self.vocab, self.device = data.vocab, data.device
+        examples = self.training_examples(data)
         torch.manual_seed(int(data.seed))
         self.model = self._make(data.vocab.size, data.item_vectors)
         params = [p for p in self.model.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         dev = torch.device(self.device)
-        hist = torch.from_numpy(data.train.history).to(dev)
-        cand = torch.from_numpy(data.train.candidate).to(dev)
-        label = torch.from_numpy(data.train.label).to(dev)
-        n = len(data.train)
+        tensors = tuple(torch.from_numpy(a).to(dev) for a in examples)
+        n = int(tensors[0].shape[0])
+        step = self.rows_per_batch()
         gen = torch.Generator().manual_seed(int(data.seed))
         report = FitReport(parameters=int(sum(p.numel() for p in params)))
         best, best_state, bad = -math.inf, None, 0
         for epoch in range(1, cfg.epochs + 1):
             self.model.train()
             order = torch.randperm(n, generator=gen).to(dev)
-            bar = progress_bar(n, f"{data.desc} epoch {epoch}/{cfg.epochs}", data.progress, unit="pair")
+            bar = progress_bar(n, f"{data.desc} epoch {epoch}/{cfg.epochs}", data.progress, unit=self.example_unit)
             total, seen = 0.0, 0
-            for start in range(0, n, cfg.train_batch_size):
-                idx = order[start:start + cfg.train_batch_size]
+            for start in range(0, n, step):
+                idx = order[start:start + step]
                 if idx.numel() < 2:  # batch norm needs two rows
                     bar.update(int(idx.numel()))
                     continue
-                p = self.model(self._inputs(hist[idx], cand[idx]))
-                loss = F.binary_cross_entropy(p.clamp(1e-7, 1 - 1e-7), label[idx])
+                loss = self.batch_loss(tuple(t[idx] for t in tensors), gen, data.vocab.size)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -184,6 +185,24 @@ class DeepRecommender(Recommender):
             report.valid_gauc = best
         self.model.eval()
         return report
+
+    # what one training step reads and how it is scored (the pairwise CTR models: BCE on pairs)
+    example_unit = "pair"
+
+    def training_examples(self, data: FitData) -> Tuple[np.ndarray, ...]:
+        """Parallel arrays, one row per training example (indexed together for a batch)."""
+        return (data.train.history, data.train.candidate, data.train.label)
+
+    def rows_per_batch(self) -> int:
+        """Example rows per optimizer step."""
+        return self.config.train_batch_size
+
+    def batch_loss(self, batch: Tuple[Any, ...], gen, vocab_size: int):
+        import torch.nn.functional as F
+
+        hist, cand, label = batch
+        p = self.model(self._inputs(hist, cand))
+        return F.binary_cross_entropy(p.clamp(1e-7, 1 - 1e-7), label)
 
     def score(self, pairs: Pairs) -> np.ndarray:
         torch = require("torch", "baselines", "the deep baselines")

@@ -29,18 +29,15 @@ What recbench changes around the library, each for a reason:
 
 from __future__ import annotations
 
-import copy
-import math
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
 import numpy as np
 
 from ..errors import DataError, require
-from ..progress import progress_bar
-from .base import FitData, FitReport
+from .base import FitData
 from .data import FIRST, PAD, Pairs, Vocab, pad_history
-from .deep import LIBRARY, SCORE_BATCH, DeepRecommender, _rechub, _threads
+from .deep import SCORE_BATCH, DeepRecommender, _rechub, _threads
 
 GRU_TEMPERATURE = 0.1  # cosine logits / temperature in GRU4Rec's sampled softmax
 SASREC_BLOCKS = 2
@@ -55,31 +52,23 @@ def _negatives(gen, shape, vocab_size: int):
 
 
 class SequentialRecommender(DeepRecommender):
-    """Shared loop: batches of training examples -> loss; the user vector -> scores."""
-
-    trained = True
-    library = LIBRARY
+    """Trained by DeepRecommender's loop on `examples` with the subclass's `batch_loss`;
+    scored by the user vector's dot product with the item embeddings."""
 
     def __init__(self, config):
         super().__init__(config)
         self.width = 0  # history items the model reads (fixed at fit time)
 
-    # subclasses: the library model, the training examples, one batch's loss, user vectors
+    # subclasses: the library model, the training examples, one batch's loss (batch_loss), user vectors
     def build_sequential(self, vocab_size: int):
         raise NotImplementedError
 
     def examples(self, sequences: np.ndarray) -> Tuple[Any, ...]:
         raise NotImplementedError
 
-    def batch_loss(self, batch: Tuple[Any, ...], gen, vocab_size: int):
-        raise NotImplementedError
-
     def user_vectors(self, history):
         raise NotImplementedError
 
-    def rows_per_batch(self) -> int:
-        """Example rows per optimizer step (--train-batch-size counts predicted next items)."""
-        return self.config.train_batch_size
 
     def item_table(self):
         raise NotImplementedError
@@ -92,66 +81,14 @@ class SequentialRecommender(DeepRecommender):
         _rechub()
         return self.build_sequential(vocab_size).to(torch.device(self.device))
 
-    # -- training ------------------------------------------------------------------------
-    def _fit(self, data: FitData) -> FitReport:
-        torch = require("torch", "baselines", "the deep baselines")
-        cfg = self.config
+    # -- training (DeepRecommender._fit runs the loop) ----------------------------------------
+    example_unit = "seq"
+
+    def training_examples(self, data: FitData) -> Tuple[np.ndarray, ...]:
         if data.sequences is None or not len(data.sequences):
             raise DataError(f"{self.name}: no training sequences in the fine-tuning split; raise --num-finetune")
-        self.vocab, self.device = data.vocab, data.device
         self.width = int(data.sequences.shape[1]) - 1
-        torch.manual_seed(int(data.seed))
-        self.model = self._make(data.vocab.size, None)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        dev = torch.device(self.device)
-        tensors = tuple(torch.from_numpy(a) for a in self.examples(data.sequences))
-        n = int(tensors[0].shape[0])
-        gen = torch.Generator().manual_seed(int(data.seed))
-        report = FitReport(parameters=int(sum(p.numel() for p in params)))
-        best, best_state, bad = -math.inf, None, 0
-        for epoch in range(1, cfg.epochs + 1):
-            self.model.train()
-            order = torch.randperm(n, generator=gen)
-            bar = progress_bar(n, f"{data.desc} epoch {epoch}/{cfg.epochs}", data.progress, unit="seq")
-            total, seen = 0.0, 0
-            step = self.rows_per_batch()
-            for start in range(0, n, step):
-                idx = order[start:start + step]
-                if idx.numel() < 2:  # batch norm (GRU4Rec's user MLP) needs two rows
-                    bar.update(int(idx.numel()))
-                    continue
-                loss = self.batch_loss(tuple(t[idx].to(dev) for t in tensors), gen, data.vocab.size)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * int(idx.numel())
-                seen += int(idx.numel())
-                bar.update(int(idx.numel()))
-                bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
-            bar.close()
-            report.epochs = epoch
-            report.train_loss.append(round(total / max(seen, 1), 6))
-            gauc = math.nan
-            if data.validate is not None and len(data.valid):
-                gauc = float(data.validate(data.valid, self.score(data.valid)))
-            report.valid_curve.append(gauc)
-            if math.isnan(gauc):
-                best_state, report.best_epoch = None, epoch
-                continue
-            if gauc > best + 1e-9:
-                best, bad, report.best_epoch = gauc, 0, epoch
-                best_state = copy.deepcopy(self.model.state_dict())
-            else:
-                bad += 1
-                if bad >= cfg.patience:
-                    report.stopped_early = epoch < cfg.epochs
-                    break
-        if best_state is not None:
-            self.model.load_state_dict(best_state)
-            report.valid_gauc = best
-        self.model.eval()
-        return report
+        return self.examples(data.sequences)
 
     # -- scoring -------------------------------------------------------------------------
     def _fit_width(self, history: np.ndarray) -> np.ndarray:
