@@ -12,7 +12,7 @@ only the chat template's own markers are special tokens.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ModelError
 from ..models import ModelSpec
@@ -51,7 +51,61 @@ def render_generation(tokenizer, prompt: str, chat: bool, model_name: str) -> Tu
     return full, [(at, at + len(prompt))]
 
 
-class HFTextGenerator(TextGenerator):
+def token_ids(*values) -> List[int]:
+    """Distinct token ids, in order, from EOS settings (each an int, a list of ints or None)."""
+    ids: List[int] = []
+    for value in values:
+        for v in (value if isinstance(value, (list, tuple)) else [value]):
+            if isinstance(v, int) and v not in ids:
+                ids.append(v)
+    return ids
+
+
+class GenerationPrompts:
+    """How a generating backend shows a model its prompts, shared by the HF and vLLM
+    generators so both send the same token ids: the chat template where it applies, item
+    text kept plain text, and the context check. Needs `tokenizer`, `chat`, `spec`, `_limit`."""
+
+    tokenizer: Any
+    chat: bool
+    spec: ModelSpec
+    _limit: int
+
+    @property
+    def chat_applied(self) -> Optional[bool]:
+        return self.chat
+
+    def count_tokens(self, text: str) -> int:
+        return count_plain(self.tokenizer, text)  # item text counts as the plain text it is sent as
+
+    @property
+    def context_budget(self) -> int:
+        """Prompt tokens that may be sent; the scheme keeps room for the answer below this."""
+        overhead = len(self._encode(*self._rendered("x"))) if self.chat else 0
+        return self._limit - overhead - 4
+
+    def render(self, prompt: str) -> str:
+        return self._rendered(prompt)[0]
+
+    def _rendered(self, prompt: str) -> Tuple[str, List[Tuple[int, int]]]:
+        return render_generation(self.tokenizer, prompt, self.chat, self.spec.name)
+
+    def _encode(self, text: str, data: Sequence[Tuple[int, int]] = ()) -> List[int]:
+        # chat templates carry their own special tokens; the data spans are plain text
+        return encode_plain(self.tokenizer, text, data, add_special_tokens=not self.chat)
+
+    def prompt_ids(self, prompts: Sequence[str], max_new_tokens: int) -> List[List[int]]:
+        """The token ids of each prompt as the model sees it, each checked to leave room for the answer."""
+        ids = [self._encode(*self._rendered(p)) for p in prompts]
+        for seq in ids:
+            if len(seq) + max_new_tokens > self._limit:
+                raise ModelError(
+                    f"a prompt of {len(seq)} tokens plus {max_new_tokens} answer tokens exceeds the model's context "
+                    f"of {self._limit}; this is a truncation bug, please report it")
+        return ids
+
+
+class HFTextGenerator(GenerationPrompts, TextGenerator):
     backend = "hf"
 
     def __init__(self, spec: ModelSpec, options: Optional[LoadOptions] = None, *, batch_size="auto",
@@ -103,13 +157,8 @@ class HFTextGenerator(TextGenerator):
 
     def _eos_ids(self) -> List[int]:
         """Every token that ends an answer: the tokenizer's and the generation config's EOS."""
-        ids = []
         gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
-        for value in (self.tokenizer.eos_token_id, gen_eos):
-            for v in (value if isinstance(value, (list, tuple)) else [value]):
-                if isinstance(v, int) and v not in ids:
-                    ids.append(v)
-        return ids
+        return token_ids(self.tokenizer.eos_token_id, gen_eos)
 
     # -- description ----------------------------------------------------------------------
     def identity(self) -> Dict:
@@ -126,19 +175,6 @@ class HFTextGenerator(TextGenerator):
             "adapter": (self.adapter_info or {}).get("hash"),
         }
 
-    @property
-    def chat_applied(self) -> Optional[bool]:
-        return self.chat
-
-    def count_tokens(self, text: str) -> int:
-        return count_plain(self.tokenizer, text)  # item text counts as the plain text it is sent as
-
-    @property
-    def context_budget(self) -> int:
-        """Prompt tokens that may be sent; the scheme keeps room for the answer below this."""
-        overhead = len(self._encode(*self._rendered("x"))) if self.chat else 0
-        return self._limit - overhead - 4
-
     def efficiency_counters(self) -> Dict:
         return {"device": str(self.device), "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
                 "parameters": int(sum(p.numel() for p in self.model.parameters())),
@@ -152,24 +188,9 @@ class HFTextGenerator(TextGenerator):
         self._generated = self._new_tokens = self._hit_limit = self._prompt_tokens = 0
 
     # -- generating -----------------------------------------------------------------------
-    def render(self, prompt: str) -> str:
-        return self._rendered(prompt)[0]
-
-    def _rendered(self, prompt: str) -> Tuple[str, List[Tuple[int, int]]]:
-        return render_generation(self.tokenizer, prompt, self.chat, self.spec.name)
-
-    def _encode(self, text: str, data: Sequence[Tuple[int, int]] = ()) -> List[int]:
-        # chat templates carry their own special tokens; the data spans are plain text
-        return encode_plain(self.tokenizer, text, data, add_special_tokens=not self.chat)
-
     def generate(self, prompts: Sequence[str], max_new_tokens: int,
                  on_result: Optional[OnText] = None) -> List[str]:
-        ids = [self._encode(*self._rendered(p)) for p in prompts]
-        for seq in ids:
-            if len(seq) + max_new_tokens > self._limit:
-                raise ModelError(
-                    f"a prompt of {len(seq)} tokens plus {max_new_tokens} answer tokens exceeds the model's context "
-                    f"of {self._limit}; this is a truncation bug, please report it")
+        ids = self.prompt_ids(prompts, max_new_tokens)
         out: List[Optional[str]] = [None] * len(prompts)
         order = sorted(range(len(prompts)), key=lambda i: len(ids[i]))  # length-sorted batches
         start = 0

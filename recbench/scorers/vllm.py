@@ -89,6 +89,14 @@ def read_labels(output, yes_id: int, no_id: int) -> PairResult:
     return (listed.get(yes_id, floor), listed.get(no_id, floor), floors, cached, len(output.prompt_token_ids))
 
 
+def run_settings(run) -> Dict[str, Any]:
+    """The run's settings a vLLM backend takes (engine, chat template, parallelism)."""
+    return dict(dtype=run.dtype, max_length=run.max_length, trust_remote_code=run.trust_remote_code,
+                chat_template=run.chat_template, quantization=run.quantization,
+                tensor_parallel_size=run.tensor_parallel_size, data_parallel_size=run.data_parallel_size,
+                gpu_memory_utilization=run.gpu_memory_utilization)
+
+
 def check_devices(tp: int, dp: int) -> bool:
     """Whether this is vLLM's CPU build; on a GPU build, that the GPUs asked for exist."""
     torch = require("torch", "hf", "the vLLM backend")
@@ -283,10 +291,7 @@ class VLLMGenerativeScorer(GenerativeScorer):
 
     @classmethod
     def from_run(cls, spec: ModelSpec, run) -> "VLLMGenerativeScorer":
-        return cls(spec, dtype=run.dtype, max_length=run.max_length, trust_remote_code=run.trust_remote_code,
-                   chat_template=run.chat_template, quantization=run.quantization,
-                   tensor_parallel_size=run.tensor_parallel_size, data_parallel_size=run.data_parallel_size,
-                   gpu_memory_utilization=run.gpu_memory_utilization)
+        return cls(spec, **run_settings(run))
 
     # -- description ----------------------------------------------------------------------
     def identity(self) -> Dict:

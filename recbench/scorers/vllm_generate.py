@@ -13,19 +13,18 @@ docs/distributed.md); `--data-parallel-size` applies to the pairwise vLLM scorer
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import ConfigError, ModelError, require
 from ..models import ModelSpec
 from .base import OnText, TextGenerator
-from .hf_common import count_plain, encode_plain, local_revision
-from .hf_generate import render_generation
-from .vllm import _count_parameters, _device_name, _Engine, check_devices, engine_kwargs
+from .hf_common import local_revision
+from .hf_generate import GenerationPrompts, token_ids
+from .vllm import _count_parameters, _device_name, _Engine, check_devices, engine_kwargs, run_settings
 
 
 def eos_ids(tokenizer, model_id: str, revision: Optional[str] = None) -> List[int]:
     """Every token that ends an answer: the tokenizer's EOS and the generation config's."""
-    ids: List[int] = []
     values: List[Any] = [getattr(tokenizer, "eos_token_id", None)]
     try:
         from transformers import GenerationConfig
@@ -33,14 +32,10 @@ def eos_ids(tokenizer, model_id: str, revision: Optional[str] = None) -> List[in
         values.append(GenerationConfig.from_pretrained(model_id, revision=revision).eos_token_id)
     except (OSError, ValueError, TypeError):  # no generation_config.json: the tokenizer's EOS only
         pass
-    for value in values:
-        for v in (value if isinstance(value, (list, tuple)) else [value]):
-            if isinstance(v, int) and v not in ids:
-                ids.append(v)
-    return ids
+    return token_ids(*values)
 
 
-class VLLMTextGenerator(TextGenerator):
+class VLLMTextGenerator(GenerationPrompts, TextGenerator):
     backend = "vllm"
     concurrency = 64  # users per runner call: vLLM batches a call's prompts itself
 
@@ -75,28 +70,13 @@ class VLLMTextGenerator(TextGenerator):
 
     @classmethod
     def from_run(cls, spec: ModelSpec, run) -> "VLLMTextGenerator":
-        return cls(spec, dtype=run.dtype, max_length=run.max_length, trust_remote_code=run.trust_remote_code,
-                   chat_template=run.chat_template, quantization=run.quantization,
-                   tensor_parallel_size=run.tensor_parallel_size, data_parallel_size=run.data_parallel_size,
-                   gpu_memory_utilization=run.gpu_memory_utilization)
+        return cls(spec, **run_settings(run))
 
     # -- description ----------------------------------------------------------------------
     def identity(self) -> Dict:
         return {"model": self.spec.name, "model_id": self.spec.public_id, "revision": self._revision,
                 "backend": self.backend, "kind": "causal", "dtype": self._dtype, "chat_template": self.chat,
                 "decoding": "greedy", "eos_ids": self.eos_ids}
-
-    @property
-    def chat_applied(self) -> Optional[bool]:
-        return self.chat
-
-    def count_tokens(self, text: str) -> int:
-        return count_plain(self.tokenizer, text)
-
-    @property
-    def context_budget(self) -> int:
-        overhead = len(self._encode(*self._rendered("x"))) if self.chat else 0
-        return self._limit - overhead - 4
 
     def begin_scenario(self) -> None:
         self._counts = {"generated": 0, "new_tokens": 0, "at_limit": 0, "prompt_tokens": 0, "cached_tokens": 0}
@@ -114,15 +94,6 @@ class VLLMTextGenerator(TextGenerator):
                 "prefix_cache_hit_rate": c["cached_tokens"] / c["prompt_tokens"] if c["prompt_tokens"] else None}
 
     # -- generating -----------------------------------------------------------------------
-    def render(self, prompt: str) -> str:
-        return self._rendered(prompt)[0]
-
-    def _rendered(self, prompt: str) -> Tuple[str, List[Tuple[int, int]]]:
-        return render_generation(self.tokenizer, prompt, self.chat, self.spec.name)
-
-    def _encode(self, text: str, data: Sequence[Tuple[int, int]] = ()) -> List[int]:
-        return encode_plain(self.tokenizer, text, data, add_special_tokens=not self.chat)
-
     def sampling_params(self, max_new_tokens: int):
         """Greedy, at most max_new_tokens, stopping at the model's end-of-turn tokens."""
         return self.vllm.SamplingParams(max_tokens=int(max_new_tokens), temperature=0.0,
@@ -132,12 +103,7 @@ class VLLMTextGenerator(TextGenerator):
                  on_result: Optional[OnText] = None) -> List[str]:
         if self._engine is None:
             raise ModelError("the vLLM generator was closed")
-        ids = [self._encode(*self._rendered(p)) for p in prompts]
-        for seq in ids:
-            if len(seq) + max_new_tokens > self._limit:
-                raise ModelError(
-                    f"a prompt of {len(seq)} tokens plus {max_new_tokens} answer tokens exceeds the model's context "
-                    f"of {self._limit}; this is a truncation bug, please report it")
+        ids = self.prompt_ids(prompts, max_new_tokens)
         if not ids:
             return []
         from vllm.inputs import TokensPrompt
