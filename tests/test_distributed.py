@@ -29,6 +29,15 @@ def _why(proc) -> str:
     return "\n".join(lines[:10]) + "\n...\n" + proc.stderr[-1500:]
 
 
+def _single_and_two_ranks(common, tmp_path) -> None:
+    """The same command in this process (-> single/) and under torchrun with 2 ranks (-> dp/),
+    each with its own score cache."""
+    assert main(common + ["--output", str(tmp_path / "single"), "--cache-dir", str(tmp_path / "c1")]) == 0
+    proc = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                 "-m", "recbench", *common, "--output", str(tmp_path / "dp"), "--cache-dir", str(tmp_path / "c2")])
+    assert proc.returncode == 0, _why(proc)
+
+
 def _result(out: Path, model_dir: str, scheme: str) -> dict:
     return json.loads((out / model_dir / scheme / "demo.json").read_text())
 
@@ -52,12 +61,8 @@ def test_shard_parsing_and_split():
 @pytest.mark.parametrize("scheme", ["generative", "discriminative"])
 def test_torchrun_two_ranks_equal_one_process(tmp_path, scheme, capsys):
     common = ["zero-shot", "--model", "dummy", "--scheme", scheme, "--limit", "80", "--log-samples", "--quiet"]
-    single = tmp_path / "single"
-    assert main(common + ["--output", str(single), "--cache-dir", str(tmp_path / "c1")]) == 0
-    dp = tmp_path / "dp"
-    proc = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                 "-m", "recbench", *common, "--output", str(dp), "--cache-dir", str(tmp_path / "c2")])
-    assert proc.returncode == 0, _why(proc)
+    _single_and_two_ranks(common, tmp_path)
+    single, dp = tmp_path / "single", tmp_path / "dp"
     a, b = _result(single, "dummy", scheme), _result(dp, "dummy", scheme)
     assert a["metrics"] == b["metrics"]
     assert max(abs(x - y) for x, y in zip(_scores(single, "dummy", scheme), _scores(dp, "dummy", scheme))) <= 1e-6
@@ -84,10 +89,7 @@ def test_torchrun_with_a_real_local_model(tiny_models, tmp_path):
     """The HF scorer under two ranks (each its own process and model copy) gives the same numbers."""
     model = str(tiny_models["llama"])
     common = ["zero-shot", "--model", model, "--limit", "40", "--log-samples", "--quiet"]
-    assert main(common + ["--output", str(tmp_path / "single"), "--cache-dir", str(tmp_path / "c1")]) == 0
-    proc = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                 "-m", "recbench", *common, "--output", str(tmp_path / "dp"), "--cache-dir", str(tmp_path / "c2")])
-    assert proc.returncode == 0, _why(proc)
+    _single_and_two_ranks(common, tmp_path)
     slug = next((tmp_path / "single").iterdir()).name
     a, b = _result(tmp_path / "single", slug, "generative"), _result(tmp_path / "dp", slug, "generative")
     assert a["metrics"]["gauc"] == pytest.approx(b["metrics"]["gauc"], abs=1e-9)
@@ -114,12 +116,8 @@ def test_per_node_caches_merge_then_rerun(tmp_path, capsys):
 def test_torchrun_conventional_model_trains_once_on_rank_zero(tmp_path, capsys):
     """A baseline under two ranks: one training (rank 0), every pair scored, same metrics."""
     common = ["zero-shot", "--model", "itemknn", "--limit", "60", "--quiet"]
-    single = tmp_path / "single"
-    assert main(common + ["--output", str(single), "--cache-dir", str(tmp_path / "c1")]) == 0
-    dp = tmp_path / "dp"
-    proc = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                 "-m", "recbench", *common, "--output", str(dp), "--cache-dir", str(tmp_path / "c2")])
-    assert proc.returncode == 0, _why(proc)
+    _single_and_two_ranks(common, tmp_path)
+    single, dp = tmp_path / "single", tmp_path / "dp"
     a, b = _result(single, "itemknn", "conventional"), _result(dp, "itemknn", "conventional")
     assert a["metrics"] == b["metrics"]
     assert b["meta"]["timings"]["computed"] == a["meta"]["timings"]["computed"] == 60
