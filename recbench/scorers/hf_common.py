@@ -201,15 +201,25 @@ def load_tokenizer(spec: ModelSpec, opts: LoadOptions):
     return tokenizer
 
 
-def gguf_meta_folder(spec: ModelSpec) -> Optional[Path]:
-    """Where a GGUF model's tokenizer and config are kept once read (reading them from the GGUF
-    parses its whole vocabulary: seconds each time), keyed by the file's content fingerprint."""
+def gguf_cache_prefix(spec: ModelSpec) -> Optional[Path]:
+    """The common start of a local GGUF model's converted folders: its file's content
+    fingerprint and the transformers version that converts it (a copy made by another
+    version is never reused); None when the model is not a local GGUF file."""
     path = Path(spec.model_id).expanduser()
     if not spec.gguf_file or not (path / spec.gguf_file).is_file():
         return None
+    import transformers
+
     from ..fingerprint import fingerprint
 
-    return model_cache_dir() / f"gguf-{fingerprint(path, spec.gguf_file)[:24]}-meta"
+    return model_cache_dir() / f"gguf-{fingerprint(path, spec.gguf_file)[:24]}.tf{transformers.__version__}"
+
+
+def gguf_meta_folder(spec: ModelSpec) -> Optional[Path]:
+    """Where a GGUF model's tokenizer and config are kept once read (reading them from the GGUF
+    parses its whole vocabulary: seconds each time)."""
+    prefix = gguf_cache_prefix(spec)
+    return None if prefix is None else prefix.with_name(prefix.name + "-meta")
 
 
 def _save_gguf_meta(spec: ModelSpec, opts: LoadOptions, tokenizer) -> None:
@@ -336,18 +346,16 @@ def model_cache_dir() -> Path:
 
 def gguf_copy_folder(spec: ModelSpec, kw: dict, head: str = "") -> Optional[Path]:
     """The folder of a GGUF model's de-quantised weights (safetensors), keyed by the GGUF file's
-    content fingerprint, the model class loaded (`head`: a causal LM and a bare encoder keep
+    content fingerprint and transformers version (`gguf_cache_prefix`), the model class loaded (`head`: a causal LM and a bare encoder keep
     different tensors) and the dtype; None where no copy applies (not GGUF, quantized, placed
     by a device map)."""
-    if not spec.gguf_file or "quantization_config" in kw or "device_map" in kw:
+    if "quantization_config" in kw or "device_map" in kw:
         return None
-    path = Path(spec.model_id).expanduser()
-    if not (path / spec.gguf_file).is_file():
+    prefix = gguf_cache_prefix(spec)
+    if prefix is None:
         return None
-    from ..fingerprint import fingerprint
-
     dtype = str(kw.get("dtype")).replace("torch.", "")
-    return model_cache_dir() / f"gguf-{fingerprint(path, spec.gguf_file)[:24]}-{head or 'model'}-{dtype}"
+    return prefix.with_name(f"{prefix.name}-{head or 'model'}-{dtype}")
 
 
 def _save_gguf_copy(model, folder: Path) -> None:
