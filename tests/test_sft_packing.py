@@ -297,3 +297,45 @@ def test_validation_passes_show_progress(tiny_llama, tmp_path, capsys, progress)
     finetune(cfg_for(tiny_llama, tmp_path, max_steps=1, progress=progress))
     err = capsys.readouterr().err
     assert ("valid demo" in err) == progress
+
+
+# -- the plain path pads as the scorer does -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_masked_bert(tmp_path_factory):
+    from recbench.testing import build_tiny_model
+
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny-mlm") / "tiny-mlm", arch="bert"))
+
+
+def test_pad_batch_layouts():
+    from recbench.scorers.hf_batch import pad_batch
+
+    ids, mask = pad_batch(torch, [[5, 6, 7], [8]], 0, left=True)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+    ids, mask = pad_batch(torch, [[5, 6, 7], [8]], 0, left=False)
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+@pytest.mark.parametrize("arch", ["llama", "masked-bert"])
+def test_plain_loss_reads_each_prompt_as_the_scorer_does(arch, tiny_llama, tiny_masked_bert, tmp_path):
+    """A batch of prompts of different lengths gives each prompt the P(Yes) the scorer gives it
+    alone. (SFT once left-padded BERT-style masked LMs, whose absolute positions then shifted
+    with the padding: they trained on inputs they were never scored on.)"""
+    model = tiny_masked_bert if arch == "masked-bert" else tiny_llama
+    tr = make_trainer(model, tmp_path, packing="off", max_train_samples=24, eval_at_start=False)
+    assert tr.scorer.masked == (arch == "masked-bert")
+    tr.net.eval()  # no dropout: the computation is what is compared
+    d = tr.data
+    idx = sorted(range(len(d.train_ids)), key=lambda i: len(d.train_ids[i]))[::5][:5]
+    assert len({len(d.train_ids[i]) for i in idx}) > 1  # padding happens
+    with torch.no_grad():
+        batch = float(tr.plain_loss(idx))
+        alone = [float(tr.plain_loss([i])) for i in idx]
+        p_yes = [tr.scorer._score_full(None, [d.train_ids[i]])[0][0] for i in idx]
+    assert batch == pytest.approx(float(np.mean(alone)), rel=1e-5, abs=1e-6)
+    # each single-sample loss is the BCE of the scorer's own P(Yes)
+    labels = d.labels[idx]
+    expect = [-np.log(p) if y else -np.log(1 - p) for p, y in zip(p_yes, labels)]
+    assert alone == pytest.approx(expect, rel=1e-4, abs=1e-5)

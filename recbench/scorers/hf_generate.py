@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..errors import ModelError
 from ..models import ModelSpec
 from .base import OnText, TextGenerator
+from .hf_batch import pad_batch
 from .hf_common import (
     LoadOptions,
     context_limit,
@@ -221,11 +222,7 @@ class HFTextGenerator(GenerationPrompts, TextGenerator):
         from transformers import GenerationConfig
 
         width = max(len(s) for s in batch)
-        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for r, seq in enumerate(batch):  # left padding: every answer starts at column `width`
-            input_ids[r, width - len(seq):] = torch.tensor(seq)
-            mask[r, width - len(seq):] = 1
+        input_ids, mask = pad_batch(torch, batch, self.pad_id, left=True)  # every answer starts at `width`
         config = GenerationConfig(max_new_tokens=int(max_new_tokens), do_sample=False, num_beams=1,
                                   pad_token_id=self.pad_id, eos_token_id=self.eos_ids or None)
         with torch.inference_mode():

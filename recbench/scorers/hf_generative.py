@@ -24,6 +24,7 @@ from ..errors import ModelError
 from ..models import ModelSpec
 from ..prompts import PromptRequest
 from .base import GenerativeScorer, OnResult
+from .hf_batch import answer_logits
 from .hf_common import (
     LoadOptions,
     context_limit,
@@ -416,31 +417,11 @@ class HFGenerativeScorer(GenerativeScorer):
 
     def _score_full(self, _prefix, batch: List[List[int]]) -> List[Tuple[float, float]]:
         torch = self.torch
-        width = max(len(s) for s in batch)
-        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for r, seq in enumerate(batch):
-            if self.masked:  # right padding: BERT-style absolute positions start at 0
-                ids[r, : len(seq)] = torch.tensor(seq)
-                mask[r, : len(seq)] = 1
-            else:  # left padding: the answer is the last column (positions passed explicitly)
-                ids[r, width - len(seq):] = torch.tensor(seq)
-                mask[r, width - len(seq):] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        kwargs = {"input_ids": ids, "attention_mask": mask}
-        if self.masked:
-            with torch.inference_mode():
-                logits = self.model(**kwargs).logits
-            rows = torch.arange(len(batch), device=logits.device)
-            mask_pos = (ids == self.tokenizer.mask_token_id).int().argmax(dim=1)
-            return self._two_way(logits[rows, mask_pos])
-        if self._takes_pos:
-            kwargs["position_ids"] = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        if self._takes_keep:
-            kwargs["logits_to_keep"] = 1
         with torch.inference_mode():
-            logits = self.model(**kwargs, use_cache=False).logits
-        return self._two_way(logits[:, -1, :])
+            logits = answer_logits(torch, self.model, batch, self.pad_id, self.device, masked=self.masked,
+                                   mask_token_id=self.tokenizer.mask_token_id, takes_pos=self._takes_pos,
+                                   takes_keep=self._takes_keep)
+        return self._two_way(logits)
 
     def _prefix_state(self, prefix_ids: List[int]):
         key = tuple(prefix_ids)

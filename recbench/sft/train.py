@@ -41,6 +41,7 @@ from ..models import ModelSpec, resolve_model
 from ..schemes import get_scheme, resolve_scheme
 from ..settings import DEFAULT_SEED
 from ..prompts import Template
+from ..scorers.hf_batch import answer_logits
 from ..scorers.hf_embedding import pool
 from ..scenarios import PROTOCOL_VERSION
 from .adapter import (
@@ -847,30 +848,14 @@ class GenerativeTrainer(_Trainer):
         return torch.nn.functional.binary_cross_entropy_with_logits(diff, y)
 
     def plain_loss(self, idx: Sequence[int]):
-        """BCE on P(Yes), every prompt in full (left padding, as the scorer)."""
+        """BCE on P(Yes), every prompt in full, padded and read exactly as the scorer does."""
         torch = self.torch
         sc = self.scorer
         seqs = [self.data.train_ids[i] for i in idx]
         y = torch.tensor(self.data.labels[list(idx)], dtype=torch.float32, device=self.device)
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), sc.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for r, seq in enumerate(seqs):  # left padding, as the scorer does: the answer is the last column
-            ids[r, width - len(seq):] = torch.tensor(seq)
-            mask[r, width - len(seq):] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        kwargs = {"input_ids": ids, "attention_mask": mask}
-        if sc.masked:
-            logits = self.ddp(**kwargs).logits
-            rows = torch.arange(len(seqs), device=logits.device)
-            pos = (ids == sc.tokenizer.mask_token_id).int().argmax(dim=1)
-            last = logits[rows, pos]
-        else:
-            if sc._takes_pos:
-                kwargs["position_ids"] = (mask.cumsum(dim=1) - 1).clamp(min=0)
-            if sc._takes_keep:
-                kwargs["logits_to_keep"] = 1
-            last = self.ddp(**kwargs, use_cache=False).logits[:, -1, :]
+        last = answer_logits(torch, self.ddp, seqs, sc.pad_id, self.device, masked=sc.masked,
+                             mask_token_id=sc.tokenizer.mask_token_id, takes_pos=sc._takes_pos,
+                             takes_keep=sc._takes_keep)
         diff = last[:, self.labels.yes_id].float() - last[:, self.labels.no_id].float()  # logit of P(Yes)
         return torch.nn.functional.binary_cross_entropy_with_logits(diff, y)
 
