@@ -37,7 +37,8 @@ def fitted(cls, frame=TRAIN, seed=0):
     vocab = Vocab.build(list(frame["item_id"]) + [h for hist in frame["history"] for h in hist] + ["x"])
     model = cls(BaselineConfig())
     pairs = pairs_from_frame(frame, vocab, 10)
-    model.fit(FitData(vocab=vocab, train=pairs, valid=pairs.take(np.arange(0)), train_frame=frame, seed=seed))
+    model.fit(FitData(vocab=vocab, train=pairs, valid=pairs.take(np.arange(0)), history_width=10,
+                      train_frame=frame, seed=seed))
     return model, vocab
 
 

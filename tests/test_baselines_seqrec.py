@@ -75,6 +75,8 @@ def test_built_in_models_rank_the_llms_seqrec_candidates(model, tmp_path):
                    progress=False)
     llm.evaluate()
     assert llm.runs[0].meta["data_fingerprint"] == run.meta["data_fingerprint"]
+    if model != "random":  # the pairwise and counting models learn from the labelled pairs
+        assert run.meta["baseline"]["train_pairs"] > 0
 
 
 try:
@@ -95,6 +97,9 @@ def test_sequential_model_trains_saves_and_is_reused_with_the_same_scores(arch, 
     base = run.meta["baseline"]
     assert base["reused"] is False and base["fit"]["epochs"] == 1 and base["fit"]["parameters"] > 0
     assert base["train_sequences"] > 0 and base["library"] == "torch-rechub"
+    # the labelled pairs (every position x (1 + negatives)) are not built for a sequential model
+    assert base["train_pairs"] is None and base["train_users"] == base["train_sequences"]
+    assert base["valid_pairs"] > 0
     assert 0.0 <= base["fit"]["valid_gauc"] <= 1.0
     scores = [json.loads(x)["score"] for x in run.path.with_name("demo.samples.jsonl").read_text().splitlines()]
     assert len(scores) == 15 * 100 and len(set(np.round(scores, 9))) > 100

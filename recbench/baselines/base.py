@@ -21,12 +21,19 @@ from .data import Pairs, Vocab
 
 @dataclass
 class FitData:
-    """Everything a recommender may learn from (one scenario's fine-tuning split)."""
+    """Everything a recommender may learn from (one scenario's fine-tuning split).
+
+    The labelled train pairs are built on first use (`train_pairs()`, `train_rows()`): on
+    seqrec they are every position of every sequence times (1 + negatives), each with its
+    history, which the sequential models, reading `sequences`, never need.
+    """
 
     vocab: Vocab
-    train: Pairs
     valid: Pairs
-    train_frame: pd.DataFrame  # the raw rows (the counting models read positive sets from them)
+    history_width: int  # the width of every Pairs history, at training and at scoring
+    train: Optional[Pairs] = None
+    train_frame: Optional[pd.DataFrame] = None  # the raw rows (the counting models read positive sets from them)
+    build_train: Optional[Callable[[], Tuple[pd.DataFrame, Pairs]]] = None  # (rows, pairs) when not given
     sequences: Optional[np.ndarray] = None  # (n, history width + 1) train users' positives, left-padded ids
     item_vectors: Optional[np.ndarray] = None  # (vocab.size, d) frozen item-text features, rows 0/1 zero
     seed: int = 0
@@ -34,6 +41,23 @@ class FitData:
     progress: bool = True
     desc: str = ""
     validate: Optional[Callable[[Pairs, np.ndarray], float]] = None  # valid gauc of scores
+
+    def _built(self) -> Tuple[pd.DataFrame, Pairs]:
+        if self.train is None or self.train_frame is None:
+            if self.build_train is None:
+                raise ValueError("FitData has neither train pairs nor a way to build them")
+            self.train_frame, self.train = self.build_train()
+        return self.train_frame, self.train
+
+    def train_pairs(self) -> Pairs:
+        return self._built()[1]
+
+    def train_rows(self) -> pd.DataFrame:
+        return self._built()[0]
+
+    @property
+    def pairs_built(self) -> bool:
+        return self.train is not None
 
 
 @dataclass

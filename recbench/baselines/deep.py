@@ -191,7 +191,8 @@ class DeepRecommender(Recommender):
 
     def training_examples(self, data: FitData) -> Tuple[np.ndarray, ...]:
         """Parallel arrays, one row per training example (indexed together for a batch)."""
-        return (data.train.history, data.train.candidate, data.train.label)
+        train = data.train_pairs()
+        return (train.history, train.candidate, train.label)
 
     def rows_per_batch(self) -> int:
         """Example rows per optimizer step."""

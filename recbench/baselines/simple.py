@@ -59,7 +59,7 @@ class PopularityRecommender(Recommender):
     def fit(self, data: FitData) -> FitReport:
         self.vocab = data.vocab
         counts = np.zeros(data.vocab.size, dtype=np.float64)
-        for items in positive_sets(data.train_frame).values():
+        for items in positive_sets(data.train_rows()).values():
             np.add.at(counts, data.vocab.encode(items), 1.0)
         counts[:FIRST] = 0.0  # padding and unknown items were liked by no train user
         self.counts = counts
@@ -91,7 +91,7 @@ class ItemKNNRecommender(Recommender):
         self.vocab = data.vocab
         users: List[int] = []
         items: List[np.ndarray] = []
-        for u, liked in enumerate(positive_sets(data.train_frame).values()):
+        for u, liked in enumerate(positive_sets(data.train_rows()).values()):
             enc = np.unique(data.vocab.encode(liked))
             enc = enc[enc >= FIRST]
             items.append(enc)

@@ -78,7 +78,9 @@ def run(args) -> int:
         valid = fit.get("valid_gauc")
         verb = "trained" if fit.get("epochs") else "fitted"  # the counting models have no epochs
         how = "reused" if b.get("reused") else f"{verb} in {b.get('train_s')}s"
-        print(f"{r.scenario}: model {how} ({b['train_pairs']} train pairs"
+        trained_on = (f"{b['train_pairs']} train pairs" if b.get("train_pairs") is not None
+                      else f"{b.get('train_sequences')} train sequences")
+        print(f"{r.scenario}: model {how} ({trained_on}"
               + (f", {fit.get('epochs')} epochs, best {fit.get('best_epoch')}" if fit.get("epochs") else "")
               + (f", valid gauc {valid:.4f}" if isinstance(valid, float) else "") + f"): {b['trained_model']}")
         print(f"{r.scenario}: scored {r.meta['timings']['requests']} pairs at {b['pairs_per_s']} pairs/s")

@@ -88,12 +88,10 @@ class ConventionalScheme(Scheme):
                 raise DataError(f"{ctx.scenario}: the fine-tuning split has no train users; raise --num-finetune")
             vocab = Vocab.build(ft.items["item_id"])
             train_seqs = task.training_sequences(train_rows)
-            train_df, valid_df = task.training_pairs(train_rows), task.training_pairs(valid_rows)
-            if train_df is None or valid_df is None:  # the task's rows are sequences: draw labelled pairs
-                pool, k = list(vocab.items), scorer.config.negatives
-                train_df = pairs_from_sequences(train_seqs, pool, negatives=k, seed=seed)
-                valid_df = pairs_from_sequences(task.training_sequences(valid_rows), pool, negatives=VALID_NEGATIVES,
-                                                seed=seed, last_only=True)
+            valid_df = task.training_pairs(valid_rows)
+            if valid_df is None:  # the task's rows are sequences: draw labelled pairs
+                valid_df = pairs_from_sequences(task.training_sequences(valid_rows), list(vocab.items),
+                                                negatives=VALID_NEGATIVES, seed=seed, last_only=True)
             vectors = None
             if scorer.spec.item_embeddings:
                 from ..baselines.text import item_table
@@ -104,9 +102,18 @@ class ConventionalScheme(Scheme):
             # scoring: position-aware models (BST) see the most recent item at the same position
             longest = max((len(h) for df in (ft.finetune, ft.test) for h in df["history"]), default=1)
             width = max(1, min(scorer.config.max_history, longest))
-            return FitData(vocab=vocab, train=pairs_from_frame(train_df, vocab, width),
-                           valid=pairs_from_frame(valid_df, vocab, width), train_frame=train_df,
-                           sequences=encode_sequences(train_seqs, vocab, width + 1),
+
+            def train_pairs():
+                """Built only for the models that read pairs (not SASRec/GRU4Rec): on seqrec
+                they are every position of every sequence times (1 + negatives)."""
+                train_df = task.training_pairs(train_rows)
+                if train_df is None:
+                    train_df = pairs_from_sequences(train_seqs, list(vocab.items), negatives=scorer.config.negatives,
+                                                    seed=seed)
+                return train_df, pairs_from_frame(train_df, vocab, width)
+
+            return FitData(vocab=vocab, valid=pairs_from_frame(valid_df, vocab, width), history_width=width,
+                           build_train=train_pairs, sequences=encode_sequences(train_seqs, vocab, width + 1),
                            item_vectors=vectors, seed=seed, progress=cfg.progress, desc=ctx.desc,
                            validate=_valid_gauc)
 

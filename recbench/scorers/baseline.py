@@ -126,10 +126,13 @@ class BaselineScorer(Scorer):
                 "model": self.spec.name, "architecture": self.architecture, "scenario": scenario,
                 "config_hash": digest, "hash_of": payload, "settings": self.config.public(),
                 "fit": asdict(report), "train_s": round(train_s, 3), "device": self.device,
-                "train_pairs": len(data.train), "valid_pairs": len(data.valid),
+                # train pairs are built only for the models that read them (None: a sequential model)
+                "train_pairs": len(data.train) if data.train is not None else None, "valid_pairs": len(data.valid),
                 "train_sequences": None if data.sequences is None else int(len(data.sequences)),
-                "train_users": int(len(set(data.train.users))), "valid_users": int(len(set(data.valid.users))),
-                "items": len(data.vocab.items), "history_width": int(data.train.history.shape[1]),
+                "train_users": int(len(set(data.train.users))) if data.train is not None else (
+                    None if data.sequences is None else int(len(data.sequences))),
+                "valid_users": int(len(set(data.valid.users))),
+                "items": len(data.vocab.items), "history_width": int(data.history_width),
                 "text_dim": getattr(rec, "text_dim", 0), **rec.info(),
                 "created": utc_now(),
             }
