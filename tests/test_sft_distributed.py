@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from test_sft_helpers import tiny_llama  # noqa: F401  (fixture)
+from test_sft_helpers import tiny_llama, tiny_st  # noqa: F401  (fixtures)
 
 pytest.importorskip("peft")
 pytest.importorskip("accelerate")
@@ -65,3 +65,23 @@ def test_two_processes_train_one_adapter(tiny_llama, tmp_path):
     assert meta["hash_payload"]["config"]["effective_batch"] == 16
     assert [h["step"] for h in meta["history"]] == [0, 2]
     assert meta["data"]["valid"]["demo"]["samples"] == 30  # validation gathered from both processes
+
+
+def test_two_processes_train_a_sentence_transformers_adapter(tiny_st, tmp_path):  # noqa: F811
+    """Discriminative SFT of a sentence-transformers folder: DDP wraps the whole
+    SentenceTransformer, whose Pooling/Dense/Normalize the loss runs as the scorer does."""
+    from recbench.models import resolve_model
+    from recbench.scorers.hf_embedding import HFEmbeddingScorer
+
+    out = tmp_path / "out"
+    proc = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29534",
+                 "-m", "recbench", *ARGS, "--model", tiny_st, "--scheme", "discriminative", "--lr", "0.01",
+                 "--output", str(out)], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("adapter: ") == 1
+    meta = _meta(out)
+    assert meta["training"]["world_size"] == 2 and meta["training"]["steps"] == 2
+    assert meta["objective"]["pooling"] == "sentence-transformers"
+    adapter = next(p for p in (out / "adapters").iterdir() if p.is_dir())
+    tuned = HFEmbeddingScorer(resolve_model(tiny_st), adapter=str(adapter))  # refuses an adapter that changes nothing
+    assert tuned.adapter_info["lora_tensors"] > 0

@@ -1,6 +1,7 @@
 """Tiny local models for the SFT tests: a byte-level BPE tokenizer trained on the demo
-catalog and the prompt templates, a 2-layer random Llama (generative) and a 2-layer random
-BERT (discriminative). Built once per session in a temporary folder; no network."""
+catalog and the prompt templates, a 2-layer random Llama (generative), a 2-layer random
+BERT (discriminative) and a sentence-transformers folder around a WordPiece BERT
+(recbench.testing). Built once per session in a temporary folder; no network."""
 
 from __future__ import annotations
 
@@ -83,3 +84,32 @@ def other_llama(tmp_path_factory) -> str:
 def tiny_bert(tmp_path_factory) -> str:
     return str(build_tiny_bert(tmp_path_factory.mktemp("tiny-bert") / "tiny-bert"))
 
+
+
+def build_tiny_st(folder: Path) -> Path:
+    """A sentence-transformers folder around a tiny WordPiece BERT ([CLS] ... [SEP]) with what
+    encode() does beyond a plain encoder: a default prompt (config_sentence_transformers.json)
+    that mean pooling leaves out, max_seq_length 48, a Dense head (32 -> 16) and Normalize."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
+    except ImportError:  # older sentence-transformers
+        from sentence_transformers.models import Dense, Normalize, Pooling, Transformer
+    from recbench.testing import build_tiny_model
+
+    bert = build_tiny_model(folder.parent / (folder.name + "-bert"), arch="bert")
+    torch.manual_seed(0)
+    st = SentenceTransformer(modules=[Transformer(str(bert), max_seq_length=48),
+                                      Pooling(32, pooling_mode="mean", include_prompt=False), Dense(32, 16),
+                                      Normalize()], prompts={"query": "query: "}, default_prompt_name="query",
+                             device="cpu")
+    st.save(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_st(tmp_path_factory) -> str:
+    pytest.importorskip("sentence_transformers")
+    return str(build_tiny_st(tmp_path_factory.mktemp("tiny-st") / "tiny-st"))

@@ -3,6 +3,11 @@
 sentence-transformers folders use their own pooling; E5 gets its "query: "/"passage: "
 prefixes; other encoders pool by mean (or CLS) and decoder LLMs by their last token.
 The evaluation loop embeds each distinct text once; this class only turns texts into vectors.
+
+`HFEmbeddingScorer.vectors` is the one forward pass from texts to pooled vectors: the scorer
+runs it under inference mode, discriminative SFT (sft/train.py) with gradients through its
+DDP wrapper, so a model is trained on exactly the inputs it is scored on
+(tests/test_sft_discriminative.py pins trainer = scorer).
 """
 
 from __future__ import annotations
@@ -27,6 +32,27 @@ from .hf_common import (
     quiet_transformers,
     torch_module,
 )
+
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # what a plain encoder is given
+
+
+def st_features(st_model, texts: Sequence[str]) -> Dict:
+    """A sentence-transformers model's input features for `texts`, built as its encode() builds
+    them: the model's default prompt (config_sentence_transformers.json) prepended, with its
+    length for a Pooling that leaves the prompt out, and tokenized by its Transformer module
+    (truncated at its max_seq_length)."""
+    name = getattr(st_model, "default_prompt_name", None)
+    prompt = (getattr(st_model, "prompts", None) or {}).get(name) if name else None
+    if hasattr(st_model, "preprocess"):
+        return st_model.preprocess(list(texts), prompt=prompt)
+    # older sentence-transformers: what their encode() does
+    feats = st_model.tokenize([prompt + t for t in texts] if prompt else list(texts))
+    if prompt:
+        ids = st_model.tokenize([prompt]).get("input_ids")
+        if ids is not None:
+            feats["prompt_length"] = ids.shape[-1] - 1
+    return feats
 
 
 def pool(hidden, attention_mask, pooling: str):
@@ -97,7 +123,7 @@ class HFEmbeddingScorer(EmbeddingScorer):
         # Every text embedded is data (user history, item text): a special-token string in a
         # title ('[SEP]', '</s>') is tokenized as its characters. The tokenizer's own
         # [CLS]/[SEP]/BOS are still added. A default on the tokenizer, so sentence-transformers'
-        # encode and the SFT trainer, which share this tokenizer, encode the same way.
+        # own tokenization (st_features) and the token counts of the prompt budget split them too.
         self.tokenizer.split_special_tokens = True
 
     @classmethod
@@ -135,9 +161,13 @@ class HFEmbeddingScorer(EmbeddingScorer):
     def diagnostics(self) -> Dict:
         return {"batch_size": self.batch_size, "device": str(self.device), "pooling": self.pooling}
 
-    def embed(self, texts: Sequence[str], role: str) -> np.ndarray:
+    def prefixed(self, texts: Sequence[str], role: str) -> List[str]:
+        """The texts as the model reads them: E5's "query: " (user) or "passage: " (item) first."""
         prefix = self.spec.query_prefix if role == "user" else self.spec.passage_prefix
-        texts = [prefix + t for t in texts]
+        return [prefix + t for t in texts]
+
+    def embed(self, texts: Sequence[str], role: str) -> np.ndarray:
+        texts = self.prefixed(texts, role)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # length-sorted batches
         out = np.zeros((len(texts), 0), dtype=np.float32)
         vecs: List[np.ndarray] = []
@@ -161,17 +191,34 @@ class HFEmbeddingScorer(EmbeddingScorer):
         return out
 
     def _embed_batch(self, texts: List[str]) -> np.ndarray:
+        with self.torch.inference_mode():
+            vec = self.vectors(texts)
+        return vec.float().cpu().numpy()
+
+    def vectors(self, texts: Sequence[str], forward=None):
+        """The (len(texts), dim) tensor of pooled vectors of these (prefixed) texts, run as one
+        padded batch; gradients flow unless the caller disables them. The scorer's and
+        discriminative SFT's only way from texts to vectors.
+
+        A sentence-transformers folder runs its own pipeline, as its encode() does: its input
+        features (st_features) through all its modules (Transformer, Pooling, Dense, Normalize,
+        ...); `forward` is the SentenceTransformer or a DDP wrapper of it. Otherwise the
+        tokenizer (right padding, truncation at the context limit, special-token strings split)
+        and `forward`, the transformers model or a wrapper of it, give hidden states, pooled in
+        float32. By default `forward` is the model itself."""
         torch = self.torch
+        if forward is None:
+            forward = self.st_model if self.st_model is not None else self.model
         if self.st_model is not None:
-            with torch.inference_mode():
-                vec = self.st_model.encode(texts, batch_size=len(texts), convert_to_numpy=True,
-                                           show_progress_bar=False, normalize_embeddings=False)
-            return vec.astype(np.float32)
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self._limit, return_tensors="pt")
-        enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-        with torch.inference_mode():
-            hidden = self.model(**enc).last_hidden_state.float()
-        return pool(hidden, enc["attention_mask"], self.pooling).cpu().numpy().astype(np.float32)
+            feats = st_features(self.st_model, texts)
+            feats = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in feats.items()}
+            vec = forward(feats)["sentence_embedding"]
+            dim = getattr(self.st_model, "truncate_dim", None)  # as encode() cuts (never set by recbench)
+            return vec[:, :dim] if dim else vec
+        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self._limit, return_tensors="pt")
+        enc = {k: v.to(self.device) for k, v in enc.items() if k in MODEL_INPUTS}
+        hidden = forward(**enc).last_hidden_state.float()
+        return pool(hidden, enc["attention_mask"], self.pooling)
 
     def close(self) -> None:
         self.model = None

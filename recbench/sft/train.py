@@ -42,7 +42,6 @@ from ..schemes import get_scheme, resolve_scheme
 from ..settings import DEFAULT_SEED
 from ..prompts import Template
 from ..scorers.hf_batch import answer_logits
-from ..scorers.hf_embedding import pool
 from ..scenarios import PROTOCOL_VERSION
 from .adapter import (
     ADAPTER_CONFIG,
@@ -360,8 +359,13 @@ class _Trainer:
             self.total = min(self.total, cfg.max_steps)
         self.warmup = int(round(cfg.warmup_ratio * self.total))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
-        self.ddp = self.acc.prepare(self.net) if self.world > 1 else self.net
+        self.ddp = self.acc.prepare(self.forward_module()) if self.world > 1 else self.forward_module()
         self.net.train()
+
+    def forward_module(self):
+        """What the loss runs (as `self.ddp`, which DDP wraps under several processes): the
+        network with its LoRA layers."""
+        return self.net
 
     def _lr_factor(self, step: int) -> float:
         if self.warmup and step < self.warmup:
@@ -894,29 +898,25 @@ class DiscriminativeTrainer(_Trainer):
         self.model = self.scorer.model
         self.device = next(self.model.parameters()).device
         self.loss_name = cfg.effective_loss()
+        if self.scorer.st_model is not None:  # LoRA on the encoder trains; a Dense head stays as loaded
+            for module in list(self.scorer.st_model)[1:]:
+                module.requires_grad_(False)
+
+    def forward_module(self):
+        """A sentence-transformers model runs whole (encoder, Pooling, Dense, Normalize, ...), as
+        the scorer runs it; DDP then wraps the SentenceTransformer around the network."""
+        return self.scorer.st_model if self.scorer.st_model is not None else self.net
 
     def extra_meta(self) -> Dict:
         return {"objective": {"loss": self.loss_name, "temperature": self.cfg.temperature, "margin": self.cfg.margin,
                               "pooling": self.scorer.pooling}}
 
     def embed_pairs(self, users: List[str], items: List[str]):
-        """Differentiable user and item embeddings, pooled exactly as HFEmbeddingScorer.embed
-        pools them; one forward pass over both (DDP allows one forward per backward)."""
+        """Differentiable user and item embeddings: the scorer's own forward (vectors) on the
+        scorer's own prefixed texts, through the DDP wrapper; one forward pass over both (DDP
+        allows one forward per backward)."""
         sc = self.scorer
-        texts = [self.spec.query_prefix + t for t in users] + [self.spec.passage_prefix + t for t in items]
-        if sc.st_model is not None:
-            feats = sc.st_model.tokenize(texts)
-            feats = {k: v.to(self.device) if hasattr(v, "to") else v for k, v in feats.items()}
-            inputs = {k: feats[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in feats}
-            feats["token_embeddings"] = self.ddp(**inputs, return_dict=True).last_hidden_state
-            for module in list(sc.st_model)[1:]:  # Pooling, Dense, Normalize, ...
-                feats = module(feats)
-            vec = feats["sentence_embedding"]
-        else:
-            enc = sc.tokenizer(texts, padding=True, truncation=True, max_length=sc._limit, return_tensors="pt")
-            enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-            hidden = self.ddp(**enc).last_hidden_state.float()
-            vec = pool(hidden, enc["attention_mask"], sc.pooling)
+        vec = sc.vectors(sc.prefixed(users, "user") + sc.prefixed(items, "item"), forward=self.ddp)
         return vec[: len(users)], vec[len(users):]
 
     def loss_on(self, idx: Sequence[int]):
