@@ -225,27 +225,37 @@ def test_library_noise_is_filtered_and_nothing_else():
     assert [str(w.message) for w in caught] == ["something the user should see"]
 
 
-def test_fully_cached_rerun_loads_no_weights(tiny_models, tmp_path, monkeypatch):
-    """The weights load when a request first needs them: a rerun served from the score cache
-    never loads them, and reports the same metrics; a cold run loads them once."""
-    import recbench.scorers.hf_generative as hfg
+def cached_rerun(module, tmp_path, monkeypatch, **kw):
+    """One command run twice, counting `module.load_pretrained` calls: the cold run loads the
+    weights once; the rerun is served from the score cache, loads none and reports the same
+    metrics and identity. Returns both runs and the load log."""
     from recbench.evaluate import RecBench
 
-    loads = []
-    real = hfg.load_pretrained
-    monkeypatch.setattr(hfg, "load_pretrained", lambda *a, **k: loads.append(1) or real(*a, **k))
-    common = dict(model=str(tiny_models["llama"]), scenarios="demo", limit=30, output_dir=str(tmp_path / "out"),
-                  cache_dir=str(tmp_path / "c"), progress=False)
+    loads: list = []
+    real = module.load_pretrained
+    monkeypatch.setattr(module, "load_pretrained", lambda *a, **k: loads.append(1) or real(*a, **k))
+    common = dict(scenarios="demo", limit=30, output_dir=str(tmp_path / "out"), cache_dir=str(tmp_path / "c"),
+                  progress=False, **kw)
     first = RecBench(**common)
     table = first.evaluate()
     assert len(loads) == 1 and first.runs[0].meta["timings"]["weights_loaded"] is True
-    assert first.runs[0].meta["timings"]["computed"] == 30
     again = RecBench(**common)
     rerun = again.evaluate()
     assert len(loads) == 1  # not loaded again
     timings = again.runs[0].meta["timings"]
     assert (timings["computed"], timings["weights_loaded"]) == (0, False)
     assert rerun.loc[0, "gauc"] == table.loc[0, "gauc"]
+    assert again.runs[0].meta["identity"] == first.runs[0].meta["identity"]
+    return first, again, loads
+
+
+def test_fully_cached_rerun_loads_no_weights(tiny_models, tmp_path, monkeypatch):
+    """The weights load when a request first needs them: a rerun served from the score cache
+    never loads them, and reports the same metrics; a cold run loads them once."""
+    import recbench.scorers.hf_generative as hfg
+
+    first, _, loads = cached_rerun(hfg, tmp_path, monkeypatch, model=str(tiny_models["llama"]))
+    assert first.runs[0].meta["timings"]["computed"] == 30
     # the identity (the cache key) is the same with or without the weights in memory
     scorer = HFGenerativeScorer(resolve_model(str(tiny_models["llama"])), LoadOptions(device="cpu"))
     lazy = scorer.identity()
@@ -253,3 +263,32 @@ def test_fully_cached_rerun_loads_no_weights(tiny_models, tmp_path, monkeypatch)
     scorer.score([PromptRequest("User behavior sequence:\n(1) A\n", "Candidate item: B\nAnswer (Yes/No):")])
     assert scorer.weights_loaded and len(loads) == 2 and scorer.identity() == lazy
     assert scorer.efficiency_counters()["parameters"] > 0
+
+
+# -- embedding models: weights loaded when a text is first embedded ----------------------------------
+LONG_TEXT = "The Shining (1980) [SEP] </s> café 😀 horror movie " * 40
+
+
+def _described(scorer):
+    return scorer.identity(), scorer.context_budget, scorer.count_tokens(LONG_TEXT), scorer._limit
+
+
+@pytest.mark.parametrize("model,limit,pooling", [("bert", 512, "mean"), ("llama", 512, "last")])
+def test_embedding_weights_load_when_a_text_is_first_embedded(model, limit, pooling, tiny_models):
+    """Identity (the cache key), token counts and the context of a plain transformers model are
+    read without the weights and are the same once they are loaded; only embedding loads them.
+    (A sentence-transformers folder loads at start.)"""
+    scorer = HFEmbeddingScorer(resolve_model(str(tiny_models[model])), LoadOptions(device="cpu"))
+    lazy = _described(scorer)
+    assert not scorer.weights_loaded and scorer.efficiency_counters()["parameters"] is None
+    assert (scorer._limit, scorer.pooling, lazy[0]["dtype"]) == (limit, pooling, "float32")
+    assert scorer.embed(["a movie", LONG_TEXT], "item").shape == (2, 32)
+    assert scorer.weights_loaded and _described(scorer) == lazy
+    assert scorer.efficiency_counters()["parameters"] > 0
+
+
+def test_fully_cached_discriminative_rerun_loads_no_weights(tiny_models, tmp_path, monkeypatch):
+    import recbench.scorers.hf_embedding as hfe
+
+    _, again, _ = cached_rerun(hfe, tmp_path, monkeypatch, model=str(tiny_models["bert"]), scheme="discriminative")
+    assert again.runs[0].meta["efficiency"]["parameters"] is None

@@ -28,6 +28,14 @@ def test_minilm_discriminative_beats_random_on_demo(tmp_path, capsys):
     # each distinct user history and item embedded exactly once
     t = doc["meta"]["timings"]
     assert t["computed_embeddings"] == t["distinct_users"] + t["distinct_items"]
+    # the rerun is served from the cache (a sentence-transformers folder loads at start)
+    capsys.readouterr()
+    assert main(["zero-shot", "--model", "minilm", "--scheme", "discriminative", "--output", str(tmp_path),
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert " 0 computed\n" in out and "weights were not loaded" not in out
+    again = json.loads((tmp_path / "minilm" / "discriminative" / "demo.json").read_text())
+    assert again["metrics"] == doc["metrics"] and again["meta"]["identity"] == doc["meta"]["identity"]
 
 
 @needs_smollm2

@@ -91,6 +91,56 @@ def test_hf_listwise_run_fits_a_small_context(tiny_models, tmp_path):
     assert set(table["scheme"]) == {"listwise"}
 
 
+def test_hf_fully_cached_listwise_rerun_loads_no_weights(tiny_models, tmp_path, monkeypatch):
+    """The generator's weights load when a prompt is first generated for: a rerun served from
+    the cache never loads them and gives the same metrics."""
+    import recbench.scorers.hf_generate as hfg
+
+    loads = []
+    real = hfg.load_pretrained
+    monkeypatch.setattr(hfg, "load_pretrained", lambda *a, **k: loads.append(1) or real(*a, **k))
+    short = tmp_path / "short.txt"
+    short.write_text("History:\n{history}\nCandidates:\n{candidate}\nRank all {count}:{explain}\n")
+    kw = dict(model=str(tiny_models["llama"]), scheme="listwise", scenarios=["demo"], limit=20, template=str(short),
+              listwise_k=10, max_new_tokens=8, output_dir=str(tmp_path / "out"), cache_dir=str(tmp_path / "c"),
+              progress=False)
+    first = RecBench(**kw)
+    first.evaluate()
+    assert len(loads) == 1 and first.runs[0].meta["timings"]["weights_loaded"] is True
+    again = RecBench(**kw)
+    again.evaluate()
+    timings = again.runs[0].meta["timings"]
+    assert len(loads) == 1 and (timings["computed"], timings["weights_loaded"]) == (0, False)
+    assert again.runs[0].metrics == first.runs[0].metrics
+    assert again.runs[0].meta["identity"] == first.runs[0].meta["identity"]
+
+
+@pytest.mark.parametrize("generation_config", ["list", "absent"])
+def test_hf_generator_identity_without_weights_is_the_loaded_one(tiny_models, tmp_path, generation_config):
+    """EOS ids, dtype, revision and the context come from the files; once the weights are
+    loaded, the model's own generation config says the same."""
+    import shutil
+
+    from recbench.scorers.hf_common import LoadOptions
+    from recbench.scorers.hf_generate import HFTextGenerator, token_ids
+
+    folder = tmp_path / "llama"
+    shutil.copytree(tiny_models["llama"], folder)
+    gen_file = folder / "generation_config.json"
+    if generation_config == "list":  # EOS ids beyond the tokenizer's
+        gen_file.write_text(json.dumps({**json.loads(gen_file.read_text()), "eos_token_id": [0, 7, 9]}))
+    else:
+        gen_file.unlink()
+    gen = HFTextGenerator(resolve_model(str(folder)), LoadOptions(device="cpu"))
+    lazy = (gen.identity(), gen.context_budget, gen._limit, gen.batch_size)
+    assert not gen.weights_loaded and gen.efficiency_counters()["parameters"] is None
+    assert lazy[0]["eos_ids"] == ([0, 7, 9] if generation_config == "list" else [0])
+    gen.generate(PROMPTS[:1], 3)
+    assert gen.weights_loaded and (gen.identity(), gen.context_budget, gen._limit, gen.batch_size) == lazy
+    assert token_ids(gen.tokenizer.eos_token_id, gen.model.generation_config.eos_token_id) == gen.eos_ids
+    assert gen.efficiency_counters()["parameters"] > 0
+
+
 # -- OpenAI-compatible endpoints ----------------------------------------------------------------
 SPEC = ModelSpec("openai:stub-model", "openai", "stub-model", abilities=("logits", "embedding", "generation"))
 
@@ -217,4 +267,14 @@ def test_smollm2_real_generations_parse_end_to_end(tmp_path):
     again = RecBench(**kw)
     again.evaluate()
     assert again.runs[0].meta["timings"]["computed"] == 0
+    assert again.runs[0].meta["timings"]["weights_loaded"] is False
     assert again.runs[0].metrics == run.metrics
+    # a GGUF file: the identity read without the weights is the loaded model's
+    from recbench.scorers.hf_generate import HFTextGenerator, token_ids
+
+    gen = HFTextGenerator(resolve_model("smollm2-135m"))
+    lazy = gen.identity()
+    assert not gen.weights_loaded and lazy == run.meta["identity"]
+    gen.generate(["Say yes."], 2)
+    assert gen.identity() == lazy and lazy["eos_ids"] == [2]
+    assert token_ids(gen.tokenizer.eos_token_id, gen.model.generation_config.eos_token_id) == gen.eos_ids

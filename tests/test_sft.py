@@ -215,6 +215,7 @@ def test_recbench_evaluate_with_adapter(trained, tiny_llama, tmp_path):
     base.evaluate()
     tuned.evaluate()
     assert base.runs[0].path != tuned.runs[0].path
+    assert {**tuned.runs[0].meta["identity"], "adapter": None} == base.runs[0].meta["identity"]
     assert tuned.runs[0].meta["adapter"]["hash"].startswith(trained.hash)
     assert tuned.runs[0].metrics["gauc"] != base.runs[0].metrics["gauc"] or \
         tuned.runs[0].metrics["logloss"] != base.runs[0].metrics["logloss"]
@@ -569,6 +570,8 @@ def test_discriminative_sft(tiny_bert, tmp_path, loss):
     spec = resolve_model(tiny_bert)
     base = HFEmbeddingScorer(spec)
     tuned = HFEmbeddingScorer(spec, adapter=res.adapter_path)
+    assert not base.weights_loaded and tuned.weights_loaded  # an adapter needs the model at once
+    assert {**tuned.identity(), "adapter": None} == base.identity()
     texts = ["User behavior sequence:\n(1) Dune — science fiction book", "Candidate item: Alien — horror movie"]
     assert not np.allclose(base.embed(texts, "user"), tuned.embed(texts, "user"))
     with pytest.raises(ModelError, match="discriminative scheme"):

@@ -36,7 +36,12 @@ class Scorer(ABC):
     # backends that load weights only when a request first needs them (a rerun served from the
     # score cache loads none) count the seconds that took here, and say whether they did
     weights_load_s: float = 0.0
-    weights_loaded: bool = True
+
+    @property
+    def weights_loaded(self) -> bool:
+        """Whether the model's weights are in memory (False on a run served from the cache by a
+        backend that loads them lazily)."""
+        return True
 
     @classmethod
     @abstractmethod

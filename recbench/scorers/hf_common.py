@@ -5,11 +5,13 @@ from __future__ import annotations
 import functools
 import os
 import re
+import time
 import weakref
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from types import SimpleNamespace
+from typing import Any, List, Optional, Sequence, Tuple
 
 from ..errors import ConfigError, ModelError, require
 from ..models import ModelSpec
@@ -519,6 +521,76 @@ def model_revision(model, spec: ModelSpec) -> str:
     if spec.revision:
         return spec.revision
     return "unknown"
+
+
+class LazyWeights:
+    """The weights of a local model, loaded when a request first needs them: a run served from
+    the score cache loads none. Everything that keys the cache (revision, dtype) is read
+    without them; `model` loads them on first use, and `weights_load_s` counts the seconds.
+
+    A scorer sets `spec`, `options`, `device` and, where the weights are already in memory,
+    `_model`; it implements `_load_weights` (which sets `_model`)."""
+
+    spec: ModelSpec
+    options: LoadOptions
+    device: str
+    _model: Any = None
+    _config_only: Any = None
+    weights_load_s: float = 0.0
+
+    @property
+    def model(self):
+        if self._model is None:
+            self._load()
+        return self._model
+
+    @model.setter
+    def model(self, value) -> None:
+        self._model = value
+
+    @property
+    def weights_loaded(self) -> bool:
+        return self._model is not None
+
+    def _load(self) -> None:
+        t0 = time.perf_counter()
+        self._load_weights()
+        self.weights_load_s += time.perf_counter() - t0
+
+    def _load_weights(self) -> None:
+        raise NotImplementedError
+
+    def _config_holder(self):
+        """The loaded model, else an object with the model's `config` (read without the weights)."""
+        if self._model is not None:
+            return self._model
+        if self._config_only is None:
+            self._config_only = SimpleNamespace(config=load_config(self.spec, self.options))
+        return self._config_only
+
+    def _revision(self) -> str:
+        return model_revision(self._config_holder(), self.spec)
+
+    def _dtype_name(self) -> str:
+        """The dtype of the weights; before they load, the one `load_pretrained` will ask for."""
+        if self._model is not None:
+            return str(next(self._model.parameters()).dtype).replace("torch.", "")
+        return str(pick_dtype(self.options.dtype, str(self.device))).replace("torch.", "")
+
+    def _parameters(self) -> Optional[int]:
+        """The model's parameter count; None while its weights are not loaded."""
+        if self._model is None:
+            return None
+        return int(sum(p.numel() for p in self._model.parameters()))
+
+    def _fits(self, auto_cls) -> bool:
+        """Whether `auto_cls` can load this model's config (checked without the weights)."""
+        config = self._config_holder().config
+        mapping = getattr(auto_cls, "_model_mapping", None)
+        try:
+            return mapping is None or type(config) in mapping.keys() or bool(getattr(config, "auto_map", None))
+        except (AttributeError, TypeError):
+            return True
 
 
 def split_batches(n: int, batch_size: int):

@@ -8,6 +8,11 @@ The evaluation loop embeds each distinct text once; this class only turns texts 
 runs it under inference mode, discriminative SFT (sft/train.py) with gradients through its
 DDP wrapper, so a model is trained on exactly the inputs it is scored on
 (tests/test_sft_discriminative.py pins trainer = scorer).
+
+A plain transformers model's weights load when a text is first embedded (hf_common.LazyWeights):
+its tokenizer and config describe it (identity, token counts, context), so a rerun served from
+the cache loads none. A sentence-transformers folder, and a model with an adapter, 8/4-bit
+quantization or a device map, loads at start.
 """
 
 from __future__ import annotations
@@ -20,13 +25,13 @@ from ..errors import ModelError
 from ..models import ModelSpec
 from .base import EmbeddingScorer
 from .hf_common import (
+    LazyWeights,
     LoadOptions,
     context_limit,
     hub_copy_only,
     is_oom,
     load_pretrained,
     load_tokenizer,
-    model_revision,
     parse_batch_size,
     pick_device,
     quiet_transformers,
@@ -66,7 +71,7 @@ def pool(hidden, attention_mask, pooling: str):
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
-class HFEmbeddingScorer(EmbeddingScorer):
+class HFEmbeddingScorer(LazyWeights, EmbeddingScorer):
     backend = "hf"
 
     def __init__(self, spec: ModelSpec, options: Optional[LoadOptions] = None, *, batch_size="auto",
@@ -77,6 +82,7 @@ class HFEmbeddingScorer(EmbeddingScorer):
         self.batch_size, self.auto_batch = parse_batch_size(batch_size)
         if self.auto_batch:
             self.batch_size = 32
+        self._model = model
         self.st_model = None
         self.adapter_info: Optional[Dict] = None
         if spec.kind == "sentence-transformers" and model is None:
@@ -101,15 +107,21 @@ class HFEmbeddingScorer(EmbeddingScorer):
         else:
             self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec, self.options)
             if model is None:
-                from transformers import AutoModel
-
-                model, self.device = load_pretrained(AutoModel, spec, self.options)
+                # the weights load when a text needs them; an adapter, quantization or a device
+                # map needs them at once
+                self.device = pick_device(self.options.device)
+                if adapter or self.options.quantization or self.options.device_map:
+                    self._load()
+                elif not self._fits(self._auto_class()):
+                    raise ModelError(f"model '{spec.name}' cannot serve the discriminative scheme: its "
+                                     f"{type(self._config_holder().config).__name__} is not a model transformers "
+                                     "can load as an encoder")
             else:
                 self.device = str(next(model.parameters()).device)
-            self.model = model
-            self._limit = context_limit(self.model, self.tokenizer, self.options, default=512)
-            decoder = bool(getattr(self.model.config, "is_decoder", False)) or spec.kind == "causal" or (
-                spec.kind is None and "ForCausalLM" in " ".join(getattr(self.model.config, "architectures", None) or []))
+            config = self._config_holder().config
+            self._limit = context_limit(self._config_holder(), self.tokenizer, self.options, default=512)
+            decoder = bool(getattr(config, "is_decoder", False)) or spec.kind == "causal" or (
+                spec.kind is None and "ForCausalLM" in " ".join(getattr(config, "architectures", None) or []))
             self.pooling = spec.pooling or ("last" if decoder else "mean")
         if adapter:
             from ..sft.adapter import apply_adapter
@@ -126,6 +138,17 @@ class HFEmbeddingScorer(EmbeddingScorer):
         # own tokenization (st_features) and the token counts of the prompt budget split them too.
         self.tokenizer.split_special_tokens = True
 
+    @staticmethod
+    def _auto_class():
+        from transformers import AutoModel
+
+        return AutoModel
+
+    def _load_weights(self) -> None:
+        """A plain transformers model's weights (LazyWeights); a sentence-transformers folder
+        loads them in __init__."""
+        self._model, self.device = load_pretrained(self._auto_class(), self.spec, self.options)
+
     @classmethod
     def from_run(cls, spec: ModelSpec, run) -> "HFEmbeddingScorer":
         return cls(spec, LoadOptions.from_run(run), batch_size=run.batch_size, adapter=run.adapter)
@@ -134,11 +157,11 @@ class HFEmbeddingScorer(EmbeddingScorer):
         return {
             "model": self.spec.name,
             "model_id": self.spec.public_id,
-            "revision": model_revision(self.model, self.spec),
+            "revision": self._revision(),
             "backend": self.backend,
             "pooling": self.pooling,
             "prefixes": [self.spec.query_prefix, self.spec.passage_prefix],
-            "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
+            "dtype": self._dtype_name(),
             "adapter": (self.adapter_info or {}).get("hash"),
         }
 
@@ -153,10 +176,10 @@ class HFEmbeddingScorer(EmbeddingScorer):
         return self._limit - prefix - 2
 
     def efficiency_counters(self) -> Dict:
-        model = self.st_model if self.st_model is not None else self.model
-        params = next(model.parameters())
-        return {"device": str(self.device), "dtype": str(params.dtype).replace("torch.", ""),
-                "parameters": int(sum(p.numel() for p in model.parameters()))}
+        # a run served from the cache loads no weights: no parameter count
+        model = self.st_model if self.st_model is not None else self._model
+        return {"device": str(self.device), "dtype": self._dtype_name(),
+                "parameters": None if model is None else int(sum(p.numel() for p in model.parameters()))}
 
     def diagnostics(self) -> Dict:
         return {"batch_size": self.batch_size, "device": str(self.device), "pooling": self.pooling}

@@ -1,13 +1,16 @@
 """Greedy text generation with local Hugging Face causal LMs (the `generation` ability).
 
 Loading is the generative scorer's (hf_common: dtype, device, GGUF files through
-transformers, quantization, adapters). Prompts go through the model's chat template when it
-has one (unless --no-chat-template; --chat-template insists on one). Decoding is greedy with
-an explicit generation config, so a model's own sampling defaults (temperature, top-p,
-repetition penalty) never change an answer. Prompts are length-sorted and batched with left
-padding; an out-of-memory error halves an automatic batch size. Item text is data: a title
-holding a special-token string reaches the model as those characters (hf_common.encode_plain),
-only the chat template's own markers are special tokens.
+transformers, quantization, adapters), and so is its laziness: the tokenizer, config and
+generation config describe the model (identity, prompts, EOS tokens) and the weights load
+when a prompt is first generated for, so a rerun served from the cache loads none. Prompts
+go through the model's chat template when it has one (unless --no-chat-template;
+--chat-template insists on one). Decoding is greedy with an explicit generation config, so a
+model's own sampling defaults (temperature, top-p, repetition penalty) never change an
+answer. Prompts are length-sorted and batched with left padding; an out-of-memory error
+halves an automatic batch size. Item text is data: a title holding a special-token string
+reaches the model as those characters (hf_common.encode_plain), only the chat template's own
+markers are special tokens.
 """
 
 from __future__ import annotations
@@ -19,15 +22,17 @@ from ..models import ModelSpec
 from .base import OnText, TextGenerator
 from .hf_batch import pad_batch
 from .hf_common import (
+    LazyWeights,
     LoadOptions,
     context_limit,
     count_plain,
     encode_plain,
+    hub_copy_only,
     is_oom,
     load_pretrained,
     load_tokenizer,
-    model_revision,
     parse_batch_size,
+    pick_device,
     special_pattern,
     torch_module,
 )
@@ -106,7 +111,31 @@ class GenerationPrompts:
         return ids
 
 
-class HFTextGenerator(GenerationPrompts, TextGenerator):
+def generation_config(spec: ModelSpec, config):
+    """The generation config `from_pretrained` gives a causal LM, read without its weights: the
+    folder's generation_config.json, else one made from config.json, else from the model
+    config (always so for a GGUF file, whose generation settings transformers does not read)."""
+    from transformers import GenerationConfig
+
+    try:
+        made = GenerationConfig.from_model_config(config)
+    except NotImplementedError:
+        made = GenerationConfig()
+    if spec.gguf_file:
+        return made
+    kw: Dict[str, Any] = {"revision": spec.revision, "local_files_only": hub_copy_only(spec)}
+    try:
+        return GenerationConfig.from_pretrained(spec.model_id, **kw)
+    except OSError:
+        pass
+    try:
+        return GenerationConfig.from_pretrained(spec.model_id, config_file_name="config.json",
+                                                _from_model_config=True, **kw)
+    except OSError:
+        return made
+
+
+class HFTextGenerator(LazyWeights, GenerationPrompts, TextGenerator):
     backend = "hf"
 
     def __init__(self, spec: ModelSpec, options: Optional[LoadOptions] = None, *, batch_size="auto",
@@ -118,16 +147,18 @@ class HFTextGenerator(GenerationPrompts, TextGenerator):
         self.options = options or LoadOptions()
         self.torch = torch_module()
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec, self.options)
+        self._model = model
         if model is None:
-            from transformers import AutoModelForCausalLM
-
-            try:
-                model, self.device = load_pretrained(AutoModelForCausalLM, spec, self.options)
-            except ValueError as exc:  # e.g. an encoder-only config
-                raise ModelError(f"model '{spec.name}' cannot generate text (not a causal LM): {exc}") from None
+            self.device = pick_device(self.options.device)
+            # the weights load when a prompt needs them: a rerun served from the cache never loads
+            # them (adapters and quantized or device-mapped loading need the model at once)
+            if adapter or self.options.quantization or self.options.device_map:
+                self._load()
+            elif not self._fits(self._causal_class()):
+                raise ModelError(f"model '{spec.name}' cannot generate text (not a causal LM): its "
+                                 f"{type(self._config_holder().config).__name__} is not a causal LM")
         else:
             self.device = str(next(model.parameters()).device)
-        self.model = model
         has_chat = bool(getattr(self.tokenizer, "chat_template", None))
         if chat_template and not has_chat:
             raise ModelError(f"--chat-template asked for, but model '{spec.name}' has no chat template")
@@ -140,7 +171,7 @@ class HFTextGenerator(GenerationPrompts, TextGenerator):
         self.batch_size, self.auto_batch = parse_batch_size(batch_size)
         if self.auto_batch and not str(self.device).startswith("cuda"):
             self.batch_size = 8  # long prompts on a CPU: small batches waste less on padding
-        self._limit = context_limit(self.model, self.tokenizer, self.options)
+        self._limit = context_limit(self._config_holder(), self.tokenizer, self.options)
         pad = self.tokenizer.pad_token_id
         if pad is None:
             pad = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
@@ -156,20 +187,36 @@ class HFTextGenerator(GenerationPrompts, TextGenerator):
         return cls(spec, LoadOptions.from_run(run), batch_size=run.batch_size, chat_template=run.chat_template,
                    adapter=run.adapter)
 
+    @staticmethod
+    def _causal_class():
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM
+
+    def _load_weights(self) -> None:
+        try:
+            self._model, self.device = load_pretrained(self._causal_class(), self.spec, self.options)
+        except ValueError as exc:  # e.g. an encoder-only config
+            raise ModelError(f"model '{self.spec.name}' cannot generate text (not a causal LM): {exc}") from None
+
     def _eos_ids(self) -> List[int]:
-        """Every token that ends an answer: the tokenizer's and the generation config's EOS."""
-        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
-        return token_ids(self.tokenizer.eos_token_id, gen_eos)
+        """Every token that ends an answer: the tokenizer's and the generation config's EOS (the
+        loaded model's, else the one it will have, read from its files)."""
+        if self._model is not None:
+            gen = getattr(self._model, "generation_config", None)
+        else:
+            gen = generation_config(self.spec, self._config_holder().config)
+        return token_ids(self.tokenizer.eos_token_id, getattr(gen, "eos_token_id", None))
 
     # -- description ----------------------------------------------------------------------
     def identity(self) -> Dict:
         return {
             "model": self.spec.name,
             "model_id": self.spec.public_id,
-            "revision": model_revision(self.model, self.spec),
+            "revision": self._revision(),
             "backend": self.backend,
             "kind": "causal",
-            "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
+            "dtype": self._dtype_name(),
             "chat_template": self.chat,
             "decoding": "greedy",
             "eos_ids": self.eos_ids,
@@ -177,8 +224,8 @@ class HFTextGenerator(GenerationPrompts, TextGenerator):
         }
 
     def efficiency_counters(self) -> Dict:
-        return {"device": str(self.device), "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
-                "parameters": int(sum(p.numel() for p in self.model.parameters())),
+        # a run served from the cache loads no weights: no parameter count
+        return {"device": str(self.device), "dtype": self._dtype_name(), "parameters": self._parameters(),
                 "tokens_in_prompts": self._prompt_tokens, "tokens_processed": self._prompt_tokens + self._new_tokens}
 
     def diagnostics(self) -> Dict:
@@ -241,4 +288,4 @@ class HFTextGenerator(GenerationPrompts, TextGenerator):
         return texts
 
     def close(self) -> None:
-        self.model = None
+        self._model = None

@@ -14,10 +14,8 @@ from __future__ import annotations
 import copy
 import inspect
 import math
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ModelError
@@ -26,18 +24,16 @@ from ..prompts import PromptRequest
 from .base import GenerativeScorer, OnResult
 from .hf_batch import answer_logits
 from .hf_common import (
+    LazyWeights,
     LoadOptions,
     context_limit,
     count_plain,
     encode_plain,
     is_oom,
-    load_config,
     load_pretrained,
     load_tokenizer,
-    model_revision,
     parse_batch_size,
     pick_device,
-    pick_dtype,
     special_pattern,
     torch_module,
 )
@@ -136,7 +132,7 @@ def render_chat(tokenizer, request: PromptRequest, model_name: str) -> Tuple[Pro
     return PromptRequest(full[: cut + len(request.prefix)], full[cut + len(request.prefix):]), spans
 
 
-class HFGenerativeScorer(GenerativeScorer):
+class HFGenerativeScorer(LazyWeights, GenerativeScorer):
     backend = "hf"
 
     def __init__(
@@ -158,8 +154,6 @@ class HFGenerativeScorer(GenerativeScorer):
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec, self.options)
         self.masked = spec.kind == "masked"
         self._progress = progress
-        self._config_only = None
-        self.weights_load_s = 0.0
         self._model = model
         if model is None:
             from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
@@ -187,8 +181,7 @@ class HFGenerativeScorer(GenerativeScorer):
         self.batch_size, self.auto_batch = parse_batch_size(batch_size)
         if self.auto_batch and str(self.device).startswith("cuda"):
             self.batch_size = 64
-        self._limit = context_limit(self._model if self._model is not None else self._config_holder(),
-                                    self.tokenizer, self.options)
+        self._limit = context_limit(self._config_holder(), self.tokenizer, self.options)
         pad = self.tokenizer.pad_token_id
         if pad is None:
             pad = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
@@ -204,29 +197,13 @@ class HFGenerativeScorer(GenerativeScorer):
         return cls(spec, LoadOptions.from_run(run), batch_size=run.batch_size, chat_template=run.chat_template,
                    prefix_reuse=run.prefix_reuse, adapter=run.adapter, progress=run.progress)
 
-    # -- the weights, loaded when first needed ----------------------------------------------
-    @property
-    def model(self):
-        if self._model is None:
-            self._load()
-        return self._model
-
-    @model.setter
-    def model(self, value) -> None:
-        self._model = value
-
-    @property
-    def weights_loaded(self) -> bool:
-        return self._model is not None
-
-    def _load(self) -> None:
-        t0 = time.perf_counter()
+    # -- the weights, loaded when first needed (LazyWeights) --------------------------------
+    def _load_weights(self) -> None:
         try:
             self._model, self.device = load_pretrained(self._auto, self.spec, self.options, progress=self._progress)
         except ValueError as exc:  # e.g. an encoder-only config for a causal LM
             raise ModelError(f"model '{self.spec.name}' cannot serve the generative scheme: {exc}") from None
         self._inspect_forward()
-        self.weights_load_s += time.perf_counter() - t0
 
     def _inspect_forward(self) -> None:
         params = inspect.signature(self._model.forward).parameters
@@ -235,35 +212,19 @@ class HFGenerativeScorer(GenerativeScorer):
         # transformers 5.x names the KV cache argument `cache` (`past_key_values` warns, then goes)
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
 
-    def _config_holder(self):
-        """An object with the model's `config` (read without the weights)."""
-        if self._config_only is None:
-            self._config_only = SimpleNamespace(config=load_config(self.spec, self.options))
-        return self._config_only
-
     def _check_architecture(self) -> None:
         """Refuse at once a config this kind of model cannot load (e.g. an encoder for a causal LM)."""
-        config = self._config_holder().config
-        mapping = getattr(self._auto, "_model_mapping", None)
-        try:
-            known = mapping is None or type(config) in mapping.keys() or bool(getattr(config, "auto_map", None))
-        except (AttributeError, TypeError):
-            known = True
-        if not known:
+        if not self._fits(self._auto):
             raise ModelError(f"model '{self.spec.name}' cannot serve the generative scheme: its "
-                             f"{type(config).__name__} is not a {'masked' if self.masked else 'causal'} LM")
-
-    def _dtype_name(self) -> str:
-        if self._model is not None:
-            return str(next(self._model.parameters()).dtype).replace("torch.", "")
-        return str(pick_dtype(self.options.dtype, str(self.device))).replace("torch.", "")
+                             f"{type(self._config_holder().config).__name__} is not a "
+                             f"{'masked' if self.masked else 'causal'} LM")
 
     # -- description ----------------------------------------------------------------------
     def identity(self) -> Dict:
         return {
             "model": self.spec.name,
             "model_id": self.spec.public_id,
-            "revision": model_revision(self._model if self._model is not None else self._config_holder(), self.spec),
+            "revision": self._revision(),
             "backend": self.backend,
             "kind": "masked" if self.masked else "causal",
             "dtype": self._dtype_name(),
@@ -287,9 +248,8 @@ class HFGenerativeScorer(GenerativeScorer):
         self._tokens = {"in_prompts": 0, "processed": 0}
 
     def efficiency_counters(self) -> Dict:
-        loaded = self._model is not None  # a run served from the cache loads no weights
-        return {"device": str(self.device), "dtype": self._dtype_name(),
-                "parameters": int(sum(p.numel() for p in self._model.parameters())) if loaded else None,
+        # a run served from the cache loads no weights: no parameter count
+        return {"device": str(self.device), "dtype": self._dtype_name(), "parameters": self._parameters(),
                 "tokens_in_prompts": self._tokens["in_prompts"], "tokens_processed": self._tokens["processed"]}
 
     def diagnostics(self) -> Dict:
