@@ -239,6 +239,7 @@ def test_llm_for_rs_item_vectors_share_the_discriminative_cache_keys(tmp_path):
     assert all(v.shape == vectors[next(iter(vectors))].shape for v in vectors.values())
 
 
+@pytest.mark.slow  # several seconds; the quick suite stays under 5 minutes
 def test_report_has_a_baseline_table_and_the_llm_vs_conventional_comparison(tmp_path):
     from recbench.report import build_report, write_report
     from recbench.report.versus import build_versus

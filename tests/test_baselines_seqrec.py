@@ -151,6 +151,7 @@ def _trained(arch, folder):
 
 
 @needs_rechub
+@pytest.mark.slow  # several seconds; the quick suite stays under 5 minutes
 def test_cli_baseline_and_zero_shot_run_seqrec(tmp_path, capsys):
     out = tmp_path / "res"
     assert main(["baseline", "--model", "popularity", "--task", "seqrec", "--limit", "10", "--output", str(out),

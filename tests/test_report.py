@@ -616,6 +616,7 @@ def test_html_renders_in_chromium_screenshot(tmp_path, incomplete_tree):
 
 
 @needs_chromium
+@pytest.mark.slow  # several seconds; the quick suite stays under 5 minutes
 def test_html_sorting_in_chromium(tmp_path, conflicting_tree):
     page = _page(tmp_path, conflicting_tree)
     default = _Rows()

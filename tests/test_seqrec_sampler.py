@@ -222,6 +222,7 @@ def test_movielens_target_is_the_latest_liked_rating():
 # ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # several seconds; the quick suite stays under 5 minutes
 def test_demo_split_cache_and_ctr_unchanged(tmp_path, monkeypatch, capsys):
     sc = recbench.load_scenario("demo", task="seqrec", cache_dir=tmp_path)
     assert (len(sc.test), len(sc.finetune)) == (200, 1000)
