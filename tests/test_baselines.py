@@ -140,6 +140,7 @@ def test_itemknn_scores_equal_an_independent_recomputation_on_ml100k(layout, tmp
         assert bench.runs[0].metrics["gauc"] > 0.7  # taste blocks are learnable from co-occurrence
 
 
+@pytest.mark.slow  # several seconds; the quick suite stays under 5 minutes
 def test_baseline_command_writes_baseline_results_on_the_llm_samples_and_reuses_the_model(tmp_path, capsys):
     out = tmp_path / "res"
     assert main(["zero-shot", "--model", "dummy", "--output", str(out), "--quiet"]) == 0

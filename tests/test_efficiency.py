@@ -37,6 +37,7 @@ def test_pareto_front():
     assert pareto_front([(1, 0.2), (10, 0.5)], lower_is_better=True) == [True, True]
 
 
+@pytest.mark.slow  # several seconds; the quick suite stays under 5 minutes
 def test_results_hold_efficiency_and_report_writes_the_table(tmp_path, capsys):
     res = tmp_path / "res"
     for scheme in ("generative", "discriminative"):

@@ -419,6 +419,7 @@ def test_html_escapes_hostile_names(tmp_path):
     assert [r["label"] for r in rows if r["source"] == "run"] == ["evil</script><b>x"]
 
 
+@pytest.mark.slow  # several seconds; the quick suite stays under 5 minutes
 def test_write_report_figures(incomplete_tree, tmp_path):
     pytest.importorskip("matplotlib")
     import matplotlib.image as mpimg

@@ -67,6 +67,7 @@ def test_both_pointwise_schemes_through_the_api(tmp_path):
         assert t["requests"] == (4000 if scheme == "generative" else t["distinct_users"] + t["distinct_items"])
 
 
+@pytest.mark.slow  # several seconds; the quick suite stays under 5 minutes
 def test_cli_runs_resume_from_the_cache_and_variants_get_their_own_folder(tmp_path, capsys):
     out = tmp_path / "res"
     args = ["zero-shot", "--task", "seqrec", "--model", "dummy", "--scheme", "generative", "--limit", "10",
@@ -84,6 +85,7 @@ def test_cli_runs_resume_from_the_cache_and_variants_get_their_own_folder(tmp_pa
     assert (out / "dummy+h5" / "generative" / "seqrec" / "demo.json").is_file()  # the default run is kept
 
 
+@pytest.mark.slow  # several seconds; the quick suite stays under 5 minutes
 def test_full_catalogue_matrix_path_equals_scoring_every_pair(tmp_path, monkeypatch):
     bench, table = _run(tmp_path / "a", scheme="discriminative", candidates="all", limit=30, log_samples=True)
     meta = bench.runs[0].meta
@@ -144,6 +146,7 @@ def test_default_task_stays_ctr(tmp_path):
     assert RecBench(model="dummy", scenarios="demo").task.name == "ctr"
 
 
+@pytest.mark.slow  # several seconds; the quick suite stays under 5 minutes
 def test_report_writes_a_separate_seqrec_leaderboard(tmp_path):
     from recbench.report import build_reports, leaderboard_tables, write_report
 
