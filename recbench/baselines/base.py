@@ -55,10 +55,6 @@ class FitData:
     def train_rows(self) -> pd.DataFrame:
         return self._built()[0]
 
-    @property
-    def pairs_built(self) -> bool:
-        return self.train is not None
-
 
 @dataclass
 class FitReport:

@@ -26,6 +26,16 @@ from ..results import utc_now
 from .base import Scorer
 
 
+def train_sizes(data: FitData) -> Dict[str, Optional[int]]:
+    """What a model was trained on. Train pairs are built only for the models that read them:
+    a sequential model's record has train_pairs None and counts its users by their sequences."""
+    sequences = None if data.sequences is None else int(len(data.sequences))
+    if data.train is None:
+        return {"train_pairs": None, "train_sequences": sequences, "train_users": sequences}
+    return {"train_pairs": len(data.train), "train_sequences": sequences,
+            "train_users": int(len(set(data.train.users)))}
+
+
 class BaselineScorer(Scorer):
     """Scores (history ids, candidate id) pairs: the `recommender` ability."""
 
@@ -126,12 +136,7 @@ class BaselineScorer(Scorer):
                 "model": self.spec.name, "architecture": self.architecture, "scenario": scenario,
                 "config_hash": digest, "hash_of": payload, "settings": self.config.public(),
                 "fit": asdict(report), "train_s": round(train_s, 3), "device": self.device,
-                # train pairs are built only for the models that read them (None: a sequential model)
-                "train_pairs": len(data.train) if data.train is not None else None, "valid_pairs": len(data.valid),
-                "train_sequences": None if data.sequences is None else int(len(data.sequences)),
-                "train_users": int(len(set(data.train.users))) if data.train is not None else (
-                    None if data.sequences is None else int(len(data.sequences))),
-                "valid_users": int(len(set(data.valid.users))),
+                **train_sizes(data), "valid_pairs": len(data.valid), "valid_users": int(len(set(data.valid.users))),
                 "items": len(data.vocab.items), "history_width": int(data.history_width),
                 "text_dim": getattr(rec, "text_dim", 0), **rec.info(),
                 "created": utc_now(),

@@ -176,10 +176,10 @@ class HFEmbeddingScorer(LazyWeights, EmbeddingScorer):
         return self._limit - prefix - 2
 
     def efficiency_counters(self) -> Dict:
-        # a run served from the cache loads no weights: no parameter count
-        model = self.st_model if self.st_model is not None else self._model
-        return {"device": str(self.device), "dtype": self._dtype_name(),
-                "parameters": None if model is None else int(sum(p.numel() for p in model.parameters()))}
+        # a run served from the cache loads no weights: no parameter count (LazyWeights)
+        parameters = (self._parameters() if self.st_model is None
+                      else int(sum(p.numel() for p in self.st_model.parameters())))  # with its Dense head
+        return {"device": str(self.device), "dtype": self._dtype_name(), "parameters": parameters}
 
     def diagnostics(self) -> Dict:
         return {"batch_size": self.batch_size, "device": str(self.device), "pooling": self.pooling}
